@@ -1,0 +1,12 @@
+import { defineConfig } from "vitest/config"
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    // Real servers and SQLite files: give each file its own process, and fail on an empty run.
+    pool: "forks",
+    passWithNoTests: false,
+    testTimeout: 30_000,
+    hookTimeout: 30_000
+  }
+})
