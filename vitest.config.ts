@@ -6,6 +6,7 @@ export default defineConfig({
     // Real servers and SQLite files: give each file its own process, and fail on an empty run.
     pool: "forks",
     passWithNoTests: false,
+    reporters: ["default", "./test/support/summaryReporter.ts"],
     testTimeout: 30_000,
     hookTimeout: 30_000
   }
