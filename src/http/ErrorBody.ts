@@ -53,8 +53,11 @@ export const errorResponse = (
  * Formats a decode failure as one line per problem, each naming the field by its path
  * (`organization_npi: must be a valid NPI ...`), for a `400 INVALID_REQUEST` message.
  */
-export const describeParseError = (error: ParseResult.ParseError): string => {
-  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+export const describeParseError = (error: ParseResult.ParseError): string =>
+  describeIssues(ParseResult.ArrayFormatter.formatErrorSync(error))
+
+/** `describeParseError` for issues already formatted by `ArrayFormatter` (as in `HttpApiDecodeError.issues`). */
+export const describeIssues = (issues: ReadonlyArray<ParseResult.ArrayFormatterIssue>): string => {
   const lines = issues.map((issue) => {
     const field = issue.path.length === 0 ? "body" : issue.path.map(String).join(".")
     const message = issue._tag === "Missing"

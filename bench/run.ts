@@ -1,0 +1,15 @@
+/**
+ * `pnpm bench <name>`: runs one benchmark by name. Add an entry here for a new one.
+ */
+const benches: Record<string, string> = {
+  axon: "./axon-heartbeats/main.ts"
+}
+
+const name = process.argv[2]
+const entry = name === undefined ? undefined : benches[name]
+if (entry === undefined) {
+  console.error(`usage: pnpm bench <name>   (one of: ${Object.keys(benches).join(", ")})`)
+  process.exit(2)
+}
+process.argv.splice(2, 1)
+await import(entry)

@@ -1,0 +1,101 @@
+/**
+ * The Axon registry as a Layer: give it an `HttpServer` and it serves `AxonApi` (plus `GET /openapi.json`)
+ * with its state in `<dataDir>/axon.db` and its alerts in `<dataDir>/alerts-YYYYMMDD.jsonl`. `pnpm start:axon`
+ * runs it on its own (`main.ts`); the Neuron embeds it on a port of its own:
+ *
+ *   AxonRegistry.layer({ dataDir, enrollmentToken }).pipe(Layer.provide(NodeHttpServer.layer(createServer, { port })))
+ */
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Path from "node:path"
+import * as ApiErrors from "../http/ApiErrors.js"
+import * as Sqlite from "../sql/Sqlite.js"
+import { Alerts } from "./Alerts.js"
+import { AxonApi } from "./AxonApi.js"
+import { Discovery } from "./Discovery.js"
+import * as HeartbeatFastPath from "./HeartbeatFastPath.js"
+import { HeartbeatMonitor } from "./HeartbeatMonitor.js"
+import { migrations } from "./migrations.js"
+import { ProviderStore } from "./ProviderStore.js"
+import * as RegistryHttp from "./RegistryHttp.js"
+import { RegistrySettings } from "./RegistrySettings.js"
+import { RegistryStore } from "./RegistryStore.js"
+import * as Tokens from "./Tokens.js"
+
+/** What the registry needs to run. */
+export interface AxonRegistryOptions {
+  /** Folder for `axon.db` and the alert files; created when missing. */
+  readonly dataDir: string
+  /** When set (and not empty), registering needs it as a bearer token, and re-registering rotates tokens. */
+  readonly enrollmentToken: Option.Option<Redacted.Redacted<string>>
+}
+
+/** The registry's configuration from the environment: `AXON_DATA_DIR`, `AXON_ENROLLMENT_TOKEN`. */
+export const config: Config.Config<AxonRegistryOptions> = Config.all({
+  dataDir: Config.string("AXON_DATA_DIR").pipe(
+    Config.withDefault("./data/axon"),
+    Config.withDescription("folder of the registry's SQLite file and alert files")
+  ),
+  enrollmentToken: Config.option(Config.redacted("AXON_ENROLLMENT_TOKEN")).pipe(
+    Config.withDescription("enrollment token; unset or empty is development mode (duplicate NPIs answer 409)")
+  )
+})
+
+/** The registry's services on their SQLite file, without HTTP (tests reach the monitor and store through it). */
+export const layerServices = (options: AxonRegistryOptions) => {
+  const enrollmentHash = options.enrollmentToken.pipe(
+    Option.filter((token) => Redacted.value(token).length > 0),
+    Option.map((token) => Tokens.hash(Redacted.value(token)))
+  )
+  const base = Layer.mergeAll(
+    Layer.succeed(RegistrySettings, { dataDir: options.dataDir, enrollmentHash }),
+    Sqlite.layer({ filename: Path.join(options.dataDir, "axon.db"), migrations }),
+    NodeContext.layer
+  )
+  const store = RegistryStore.Default.pipe(Layer.provideMerge(Alerts.Default))
+  return Layer.mergeAll(HeartbeatMonitor.Default, Discovery.Default).pipe(
+    Layer.provideMerge(Layer.merge(store, ProviderStore.Default)),
+    Layer.provideMerge(base)
+  )
+}
+
+// The heartbeat is the hot path: no request span for it, and its own handler ahead of the router.
+const isHeartbeat = (request: { readonly method: string; readonly url: string }) =>
+  request.method === "PUT" && request.url.includes("/endpoint")
+
+// `HttpApiBuilder.serve`, with the heartbeat's own handler ahead of the API's router.
+const serve = Effect.gen(function*() {
+  const app = yield* HttpApiBuilder.httpApp
+  return HttpServer.serve(app, HeartbeatFastPath.middleware(yield* RegistryStore))
+}).pipe(
+  Layer.unwrapEffect,
+  Layer.provide([HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer]),
+  HttpMiddleware.withTracerDisabledWhen(isHeartbeat),
+  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+  Layer.provide(ApiErrors.layer(AxonApi, "the registry")),
+  Layer.provide(HttpApiBuilder.api(AxonApi).pipe(Layer.provide(RegistryHttp.layer))),
+  Layer.provide(NodeHttpServer.layerContext)
+)
+
+/**
+ * The registry served on the given `HttpServer`, keeping its services visible (for tests and tools).
+ * `Layer.fresh`: the platform's API router is a shared layer, and a host that serves an `HttpApi` of its own
+ * must not get the registry's routes mixed into it.
+ */
+export const layerWithServices = (options: AxonRegistryOptions) =>
+  Layer.fresh(serve.pipe(Layer.provideMerge(layerServices(options))))
+
+/** The registry served on the given `HttpServer`. */
+export const layer = (options: AxonRegistryOptions) => Layer.fresh(serve.pipe(Layer.provide(layerServices(options))))
+
+/** `layer` configured from the environment (or the given `Config`). */
+export const layerConfig = (options: Config.Config<AxonRegistryOptions> = config) =>
+  Layer.unwrapEffect(Effect.map(options, layer))

@@ -1,0 +1,13 @@
+/**
+ * The registry's own settings, given by `AxonRegistry.layer` to the services inside it.
+ */
+import * as Context from "effect/Context"
+import type * as Option from "effect/Option"
+
+/** Where the registry keeps its files, and the hash of the enrollment token when one is configured. */
+export class RegistrySettings extends Context.Tag("neuron/registry/RegistrySettings")<RegistrySettings, {
+  /** Folder with `axon.db` and `alerts-YYYYMMDD.jsonl`. */
+  readonly dataDir: string
+  /** SHA-256 of the enrollment token; `None` is development mode (no enrollment, duplicates are 409). */
+  readonly enrollmentHash: Option.Option<Buffer>
+}>() {}

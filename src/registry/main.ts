@@ -1,0 +1,43 @@
+/**
+ * `pnpm start:axon`: the Axon registry on its own, configured by AXON_HOST, AXON_PORT, AXON_DATA_DIR and
+ * AXON_ENROLLMENT_TOKEN (docs/registry.md). Logs are JSON lines on stdout.
+ */
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import { createServer } from "node:http"
+import * as AxonRegistry from "./AxonRegistry.js"
+
+/** Where the registry listens. */
+const listen = Config.all({
+  host: Config.string("AXON_HOST").pipe(
+    Config.withDefault("127.0.0.1"),
+    Config.withDescription("interface the registry listens on")
+  ),
+  port: Config.port("AXON_PORT").pipe(Config.withDefault(8600), Config.withDescription("the registry's port"))
+})
+
+const ServerLive = Layer.unwrapEffect(Effect.map(listen, ({ host, port }) =>
+  NodeHttpServer.layer(
+    () =>
+      createServer({
+        // Node enforces these only when its connection checker runs (every 30 s by default): run it every second.
+        connectionsCheckingInterval: 1_000,
+        headersTimeout: 10_000,
+        requestTimeout: 30_000,
+        keepAliveTimeout: 65_000
+      }),
+    { host, port }
+  )))
+
+const AppLive = AxonRegistry.layerConfig().pipe(
+  HttpServer.withLogAddress,
+  Layer.provide(ServerLive),
+  Layer.provide(Logger.json)
+)
+
+AppLive.pipe(Layer.launch, NodeRuntime.runMain({ disablePrettyLogger: true }))

@@ -1,0 +1,72 @@
+/**
+ * Starts the real Axon registry (its Layer, a real SQLite file, its own HTTP server on 127.0.0.1, port 0) for
+ * a test, and stops it when the test's scope closes. The Neuron's tests point their Axon client at `url`.
+ */
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import { createServer } from "node:http"
+import * as AxonRegistry from "../../src/registry/AxonRegistry.js"
+import { HeartbeatMonitor } from "../../src/registry/HeartbeatMonitor.js"
+import { RegistryStore } from "../../src/registry/RegistryStore.js"
+import * as Sqlite from "../../src/sql/Sqlite.js"
+
+/** Options of `startRegistry`. */
+export interface StartRegistryOptions {
+  /** Reuse a folder (e.g. to restart a registry on the same data); a fresh temporary one when absent. */
+  readonly dataDir?: string
+  /** Enables enrollment (registering needs it; re-registering rotates the token). */
+  readonly enrollmentToken?: string
+}
+
+/** The registry's server layer on 127.0.0.1, port 0. */
+export const serverLayer = NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })
+
+/** The base URL of a server from its address. */
+export const urlOf = (server: HttpServer.HttpServer): string => {
+  const address = server.address
+  return address._tag === "TcpAddress" ? `http://127.0.0.1:${address.port}` : `http://unix:${address.path}`
+}
+
+/**
+ * Like `startRegistry`, and also hands back the registry's services (monitor, store, SQL client) so the
+ * registry's own tests can wait for a sweep and look at the database.
+ */
+export const startRegistryWithServices = (options?: StartRegistryOptions) =>
+  Effect.gen(function*() {
+    const dataDir = options?.dataDir ?? (yield* Sqlite.makeTempDir("axon-"))
+    const context = yield* Layer.build(
+      AxonRegistry.layerWithServices({
+        dataDir,
+        enrollmentToken: Option.map(Option.fromNullable(options?.enrollmentToken), Redacted.make)
+      }).pipe(Layer.provideMerge(serverLayer))
+    )
+    return {
+      url: urlOf(Context.get(context, HttpServer.HttpServer)),
+      dataDir,
+      monitor: Context.get(context, HeartbeatMonitor),
+      store: Context.get(context, RegistryStore),
+      sql: Context.get(context, SqlClient.SqlClient)
+    }
+  }).pipe(Effect.orDie)
+
+/** Starts a real registry for the length of the current scope. */
+export const startRegistry = (
+  options?: StartRegistryOptions
+): Effect.Effect<{ readonly url: string; readonly dataDir: string }, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const dataDir = options?.dataDir ?? (yield* Sqlite.makeTempDir("axon-"))
+    const context = yield* Layer.build(
+      AxonRegistry.layer({
+        dataDir,
+        enrollmentToken: Option.map(Option.fromNullable(options?.enrollmentToken), Redacted.make)
+      }).pipe(Layer.provideMerge(serverLayer))
+    )
+    return { url: urlOf(Context.get(context, HttpServer.HttpServer)), dataDir }
+  }).pipe(Effect.orDie)
