@@ -44,13 +44,16 @@ export class ProviderStatusView extends Schema.Class<ProviderStatusView>("Provid
 
 /** `201`: the provider is registered with the registry. */
 export class ProviderCreated extends Schema.Class<ProviderCreated>("ProviderCreated")(
-  { provider: ProviderStatusView },
+  { outcome: Schema.Literal("registered"), provider: ProviderStatusView },
   HttpApiSchema.annotations({ status: 201 })
 ) {}
 
-/** `202`: the provider is stored `pending` and will be registered when the registry answers. */
+/**
+ * `202`: the provider is stored `pending` and will be registered when the registry answers (or, with `last_error`,
+ * the registry refused it). `outcome` tells the two answers apart (and lets the API encode the right one).
+ */
 export class ProviderAccepted extends Schema.Class<ProviderAccepted>("ProviderAccepted")(
-  { provider: ProviderStatusView },
+  { outcome: Schema.Literal("pending"), provider: ProviderStatusView },
   HttpApiSchema.annotations({ status: 202 })
 ) {}
 

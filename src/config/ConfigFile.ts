@@ -103,7 +103,11 @@ const problems = (error: ConfigError.ConfigError): ReadonlyArray<Problem> => {
       if (ConfigError.isMissingDataOnly(error.left)) return problems(error.right)
       return problems(error.left)
     case "MissingData":
-      return [{ variable: error.path.join("_"), message: "is required" }]
+      // Effect's own message ("Expected X to exist in the process context") says less than ours would.
+      return [{
+        variable: error.path.join("_"),
+        message: error.message.startsWith("Expected ") || error.message === "" ? "is required" : error.message
+      }]
     case "InvalidData":
     case "SourceUnavailable":
     case "Unsupported":

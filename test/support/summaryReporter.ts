@@ -19,14 +19,13 @@ export default class SummaryReporter implements Reporter {
       if (module.state() === "failed" && module.children.size === 0) failed++
     }
     process.stdout.write(`\nTests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`)
-    if (skipped > 0 || passed === 0 || unhandledErrors.length > 0) {
-      process.stdout.write(
-        skipped > 0
-          ? "A skipped test counts as a failure in this project.\n"
-          : passed === 0
-          ? "No test ran: an empty suite counts as a failure.\n"
-          : "Unhandled errors during the run.\n"
-      )
+    const problems = [
+      ...(skipped > 0 ? ["a skipped test counts as a failure in this project"] : []),
+      ...(passed + failed === 0 ? ["no test ran: an empty suite counts as a failure"] : []),
+      ...(unhandledErrors.length > 0 ? ["there were unhandled errors during the run"] : [])
+    ]
+    if (problems.length > 0) {
+      process.stdout.write(`Failing the run: ${problems.join("; ")}.\n`)
       process.exitCode = 1
     }
   }

@@ -1,0 +1,212 @@
+/**
+ * The Neuron's HTTP server: `/health`, the admin routes of `NeuronApi` behind the admin rule, `/metrics` in the
+ * Prometheus text format (prom-client), and the handshake WebSocket route, all on one server.
+ */
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { createHash, timingSafeEqual } from "node:crypto"
+import * as Prometheus from "prom-client"
+import { HANDSHAKE_PATH, HandshakeServer } from "../handshake/HandshakeServer.js"
+import { RelationshipStore } from "../handshake/RelationshipStore.js"
+import { NeuronHealth } from "../health/NeuronHealth.js"
+import * as ApiErrors from "../http/ApiErrors.js"
+import { RegistrationService } from "../registration/RegistrationService.js"
+import { Forbidden, NotFound, Unauthorized } from "../registry/AxonApi.js"
+import type { Provider } from "../store/Lifecycle.js"
+import {
+  AdminAuth,
+  NeuronApi,
+  NeuronHealthView,
+  NeuronStatusView,
+  ProviderAccepted,
+  ProviderCreated,
+  ProviderRemovalPending,
+  ProviderStatusList,
+  ProviderStatusView,
+  RelationshipList
+} from "./NeuronApi.js"
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest()
+
+/** True for a loopback peer (IPv4 127/8, IPv6 ::1, and IPv4-mapped loopback). */
+export const isLoopback = (address: string): boolean =>
+  address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.")
+
+/**
+ * The admin rule (PROTOCOL.md section 3): with an admin token, `Authorization: Bearer <token>` compared in
+ * constant time (401 otherwise); without one, loopback peers only (403 otherwise).
+ */
+export const AdminAuthLive = (adminToken: Option.Option<Redacted.Redacted<string>>): Layer.Layer<AdminAuth> => {
+  const expected = Option.map(adminToken, (t) => sha256(Redacted.value(t)))
+  return Layer.succeed(
+    AdminAuth,
+    Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      if (Option.isSome(expected)) {
+        const header = request.headers["authorization"] ?? ""
+        const match = /^Bearer (\S+)$/i.exec(header)
+        if (match === null || !timingSafeEqual(sha256(match[1]), expected.value)) {
+          return yield* new Unauthorized({ message: "a valid admin token is required (Authorization: Bearer ...)" })
+        }
+        return
+      }
+      const peer = Option.getOrElse(request.remoteAddress, () => "")
+      if (!isLoopback(peer)) {
+        return yield* new Forbidden({
+          message: "admin routes answer loopback peers only; set NEURON_ADMIN_TOKEN to allow remote administration"
+        })
+      }
+    })
+  )
+}
+
+const providerView = (p: Provider) =>
+  new ProviderStatusView({
+    provider_npi: p.npi,
+    provider_name: p.name,
+    provider_types: p.types ?? [],
+    specialty: p.specialty,
+    provider_endpoint_url: p.endpoint_url,
+    status: p.status,
+    provider_id: p.provider_id,
+    last_error: p.last_error,
+    updated_at: p.updated_at
+  })
+
+const HealthLive = HttpApiBuilder.group(NeuronApi, "health", (handlers) =>
+  Effect.gen(function*() {
+    const health = yield* NeuronHealth
+    return handlers.handle("health", () =>
+      Effect.map(health.get, (h) =>
+        new NeuronHealthView({
+          status: h.status === "healthy" ? "healthy" : "degraded",
+          registration: h.registration,
+          last_heartbeat_at: h.last_heartbeat_at
+        })))
+  }))
+
+const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
+  Effect.gen(function*() {
+    const registration = yield* RegistrationService
+    const health = yield* NeuronHealth
+    const handshakes = yield* HandshakeServer
+    const relationships = yield* RelationshipStore
+    return handlers
+      .handle("status", () =>
+        Effect.gen(function*() {
+          const reg = yield* registration.current
+          const h = yield* health.get
+          const providers = yield* registration.listProviders
+          const count = (status: string) => providers.filter((p) => p.status === status).length
+          return new NeuronStatusView({
+            registration_id: reg.registration_id,
+            registration: reg.state,
+            organization_npi: reg.organization_npi ?? registration.identity.organization_npi,
+            axon_url: reg.axon_url,
+            heartbeat: {
+              status: h.status,
+              last_heartbeat_at: h.last_heartbeat_at,
+              consecutive_failures: h.consecutive_failures,
+              next_attempt_at: h.next_attempt_at
+            },
+            providers: { pending: count("pending"), registered: count("registered"), removing: count("removing") },
+            active_handshakes: yield* handshakes.activeSessions
+          })
+        }))
+      .handle("listProviders", () =>
+        Effect.map(registration.listProviders, (ps) => new ProviderStatusList({ providers: ps.map(providerView) })))
+      .handle("addProvider", ({ payload }) =>
+        Effect.map(registration.addProvider(payload), (p) =>
+          p.status === "registered"
+            ? new ProviderCreated({ outcome: "registered", provider: providerView(p) })
+            : new ProviderAccepted({ outcome: "pending", provider: providerView(p) })))
+      .handle("removeProvider", ({ path }) =>
+        registration.removeProvider(path.provider_npi).pipe(
+          Effect.map((outcome) =>
+            outcome === "removed"
+              ? HttpServerResponse.empty({ status: 204 })
+              : new ProviderRemovalPending({ provider_npi: path.provider_npi, status: "removing" })
+          ),
+          Effect.catchTag("ProviderNotFound", (e) =>
+            Effect.fail(new NotFound({ message: e.message })))
+        ))
+      .handle("listRelationships", ({ urlParams }) =>
+        Effect.map(
+          relationships.list({
+            ...(urlParams.patient_agent_id === undefined ? {} : { patient_agent_id: urlParams.patient_agent_id }),
+            ...(urlParams.provider_npi === undefined ? {} : { provider_npi: urlParams.provider_npi })
+          }),
+          (rows) =>
+            new RelationshipList({
+              relationships: rows.map(({ patient_public_key: _, ...row }) =>
+                row
+              )
+            })
+        ))
+  }))
+
+/** `GET /metrics`: the Neuron's state as Prometheus gauges, read at scrape time. */
+const metricsRoute = HttpApiBuilder.Router.use((router) =>
+  Effect.gen(function*() {
+    const registration = yield* RegistrationService
+    const health = yield* NeuronHealth
+    const handshakes = yield* HandshakeServer
+    const registry = new Prometheus.Registry()
+    const gauge = (name: string, help: string, labelNames: ReadonlyArray<string> = []) =>
+      new Prometheus.Gauge({ name, help, labelNames, registers: [registry] })
+    const up = gauge("neuron_healthy", "1 when the registration is alive and the last heartbeat succeeded")
+    const failures = gauge("neuron_heartbeat_consecutive_failures", "Heartbeats failed in a row")
+    const lastBeat = gauge("neuron_last_heartbeat_timestamp_seconds", "Time of the last successful heartbeat")
+    const state = gauge("neuron_registration_state", "1 for the current registration lifecycle state", ["state"])
+    const providers = gauge("neuron_providers", "Providers by status", ["status"])
+    const active = gauge("neuron_active_handshakes", "Handshakes in progress, queued ones included")
+    const collect = Effect.gen(function*() {
+      const h = yield* health.get
+      const reg = yield* registration.current
+      const ps = yield* registration.listProviders
+      const sessions = yield* handshakes.activeSessions
+      up.set(h.status === "healthy" ? 1 : 0)
+      failures.set(h.consecutive_failures)
+      if (h.last_heartbeat_at !== null) lastBeat.set(Date.parse(h.last_heartbeat_at) / 1000)
+      state.reset()
+      state.set({ state: reg.state }, 1)
+      providers.reset()
+      for (const status of ["pending", "registered", "removing"]) {
+        providers.set({ status }, ps.filter((p) => p.status === status).length)
+      }
+      active.set(sessions.length)
+      return yield* Effect.promise(() => registry.metrics())
+    })
+    yield* router.get(
+      "/metrics",
+      Effect.map(collect, (text) => HttpServerResponse.text(text, { contentType: registry.contentType }))
+    )
+  })
+)
+
+/** `GET /ws/handshake`: the consent handshake (PROTOCOL.md section 2). */
+const handshakeRoute = HttpApiBuilder.Router.use((router) =>
+  Effect.flatMap(HandshakeServer, (server) => router.get(HANDSHAKE_PATH, server.handle))
+)
+
+/**
+ * The Neuron's HTTP server: `NeuronApi` (health and admin, with its OpenAPI document at `/openapi.json`),
+ * `/metrics` and the handshake WebSocket, on the `HttpServer` the host provides. Every error leaves in the
+ * project's error body.
+ */
+export const layer = (options: { readonly adminToken: Option.Option<Redacted.Redacted<string>> }) =>
+  HttpApiBuilder.serve().pipe(
+    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+    Layer.provide([metricsRoute, handshakeRoute, ApiErrors.layer(NeuronApi, "the Neuron")]),
+    Layer.provide(
+      HttpApiBuilder.api(NeuronApi).pipe(
+        Layer.provide([HealthLive, AdminLive]),
+        Layer.provide(AdminAuthLive(options.adminToken))
+      )
+    )
+  )

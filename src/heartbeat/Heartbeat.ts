@@ -1,0 +1,148 @@
+/**
+ * The heartbeat: a background loop that keeps the registration alive. It beats at the steady interval while the
+ * registry answers, backs off (capped, full jitter) while it does not, re-registers when the registry has lost the
+ * registration, and waits for the operator, at the ceiling's pace, when the registry reports a conflict. Each change
+ * of status reaches `NeuronHealth` (and so the health file and `/health`).
+ * A second loop, anti-entropy, repairs the registry's provider list every 5 minutes (jittered) and after every
+ * recovery.
+ */
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import { isConflict } from "../axon/AxonError.js"
+import { NeuronHealth } from "../health/NeuronHealth.js"
+import { describeCause } from "../http/ApiErrors.js"
+import { RegistrationService } from "../registration/RegistrationService.js"
+import { heartbeatSchedule, steady } from "./Backoff.js"
+
+/** The heartbeat's timing. */
+export interface HeartbeatOptions {
+  readonly interval: Duration.DurationInput
+  readonly backoffBase: Duration.DurationInput
+  readonly backoffCeiling: Duration.DurationInput
+  /** How often anti-entropy runs when nothing asks for it (jittered by ±20 %). Default 5 minutes. */
+  readonly syncInterval?: Duration.DurationInput
+}
+
+/** The heartbeat loop, forever. Each round's failure is logged and counted, never fatal. */
+export const heartbeatLoop = (options: HeartbeatOptions) =>
+  Effect.gen(function*() {
+    const registration = yield* RegistrationService
+    const health = yield* NeuronHealth
+    const ceiling = Duration.decode(options.backoffCeiling)
+    const configured = Duration.decode(options.interval)
+    const makeDriver = (interval: Duration.Duration) =>
+      Schedule.driver(
+        heartbeatSchedule({ interval, base: options.backoffBase, ceiling }).pipe(
+          Schedule.tapOutput((delay) => health.nextAttemptIn(delay))
+        )
+      )
+    // The registry judges a neuron by the interval it accepted: beat at that pace when it is shorter.
+    let interval = configured
+    let driver = yield* makeDriver(interval)
+    const wokenOrAfter = (wait: Effect.Effect<unknown, unknown>) =>
+      Effect.raceFirst(Effect.ignore(wait), Queue.take(registration.wakeups))
+    let failing = false
+    const round = Effect.gen(function*() {
+      const outcome = yield* Effect.either(registration.beat)
+      const current = yield* registration.current
+      const state = current.state
+      if (Either.isRight(outcome) && outcome.right === "idle") {
+        // Deregistered by the operator: nothing to beat for until `register` is called.
+        yield* health.update({ status: "degraded", registration: state, next_attempt_at: null })
+        failing = false
+        return yield* wokenOrAfter(Effect.sleep(interval))
+      }
+      if (Either.isRight(outcome)) {
+        const accepted = current.heartbeat_interval_s === null
+          ? configured
+          : Duration.min(configured, Duration.seconds(current.heartbeat_interval_s))
+        if (!Duration.equals(accepted, interval)) {
+          interval = accepted
+          driver = yield* makeDriver(interval)
+          yield* Effect.logInfo("beating at the interval the registry accepted").pipe(
+            Effect.annotateLogs({ interval: Duration.format(interval) })
+          )
+        }
+        if (failing) {
+          yield* Effect.logInfo("the registry answers again; the Neuron is healthy")
+          yield* registration.requestSync
+        }
+        failing = false
+        return yield* wokenOrAfter(driver.next(true))
+      }
+      const error = outcome.left
+      failing = true
+      yield* health.recordFailure({ registration: state })
+      if (isConflict(error)) {
+        // Retrying cannot fix a conflict: wait for the operator, trying again only at the ceiling's pace.
+        yield* Effect.logError("the registry refuses this organization's registration; waiting for the operator")
+          .pipe(Effect.annotateLogs({ reason: error.reason, message: error.message }))
+        yield* health.nextAttemptIn(ceiling)
+        return yield* wokenOrAfter(Effect.sleep(ceiling))
+      }
+      yield* Effect.logWarning("heartbeat failed; the Neuron keeps serving, degraded").pipe(
+        Effect.annotateLogs({ reason: error.reason, message: error.message, status: error.status ?? null })
+      )
+      yield* wokenOrAfter(driver.next(false))
+    })
+    // An unexpected error in a round (a database fault, a bug) must not end the loop for good while the Neuron
+    // keeps serving: it counts as a failed round, is logged (its name and message only), and is retried.
+    const guarded = round.pipe(
+      Effect.catchAllDefect((defect) =>
+        Effect.gen(function*() {
+          failing = true
+          yield* Effect.logError("heartbeat round failed unexpectedly; retrying under backoff").pipe(
+            Effect.annotateLogs({ error: describeCause(Cause.die(defect)) })
+          )
+          yield* health.recordFailure()
+          yield* wokenOrAfter(driver.next(false))
+        })
+      )
+    )
+    while (true) yield* guarded
+  }).pipe(Effect.annotateLogs({ service: "Heartbeat" }))
+
+/** Anti-entropy, forever: on request, or every `syncInterval` (jittered). */
+export const antiEntropyLoop = (options: HeartbeatOptions) =>
+  Effect.gen(function*() {
+    const registration = yield* RegistrationService
+    const driver = yield* Schedule.driver(steady(options.syncInterval ?? Duration.minutes(5), { jitter: 0.2 }))
+    while (true) {
+      yield* Effect.raceFirst(Effect.ignore(driver.next(undefined)), Queue.take(registration.syncRequests))
+      yield* registration.syncProviders.pipe(
+        Effect.tap((report) =>
+          report.added.length + report.removed.length + report.refused.length === 0
+            ? Effect.void
+            : Effect.logInfo("anti-entropy repaired the registry's provider list").pipe(
+              Effect.annotateLogs({
+                mode: report.mode,
+                added: report.added.length,
+                removed: report.removed.length,
+                refused: report.refused.length
+              })
+            )
+        ),
+        Effect.catchAll((e) =>
+          Effect.logWarning("anti-entropy round failed; it runs again later").pipe(
+            Effect.annotateLogs({ reason: e.reason, message: e.message })
+          )
+        ),
+        Effect.catchAllDefect((defect) =>
+          Effect.logError("anti-entropy round failed unexpectedly; it runs again later").pipe(
+            Effect.annotateLogs({ error: describeCause(Cause.die(defect)) })
+          )
+        )
+      )
+    }
+  }).pipe(Effect.annotateLogs({ service: "AntiEntropy" }))
+
+/** Both loops as a background Layer: started with the layer, interrupted when its scope closes. */
+export const layer = (options: HeartbeatOptions): Layer.Layer<never, never, RegistrationService | NeuronHealth> =>
+  Layer.scopedDiscard(
+    Effect.all([Effect.forkScoped(heartbeatLoop(options)), Effect.forkScoped(antiEntropyLoop(options))])
+  )

@@ -1,0 +1,34 @@
+/**
+ * The Node HTTP server every entry point uses (`pnpm start`, `pnpm start:axon`, the demo, tests): its header
+ * time-out is enforced within a second. Node only sweeps slow requests every `connectionsCheckingInterval`
+ * (30 s by default), so a slow upgrade request could otherwise hold a socket that long (TRAPS.md).
+ */
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import type * as HttpServer from "@effect/platform/HttpServer"
+import { createServer } from "node:http"
+
+/**
+ * A Node HTTP server layer on `host:port` (port 0: any free port). The platform listens as soon as the layer is
+ * built but attaches its handler only when the application starts serving; until then a request would hang, so a
+ * fallback answers `503 STARTING` (with `Retry-After`) while it is the only request listener.
+ */
+export const layer = (options: { readonly host: string; readonly port: number }) =>
+  NodeHttpServer.layer(() => {
+    const server = createServer({ headersTimeout: 5_000, requestTimeout: 15_000, connectionsCheckingInterval: 1_000 })
+    server.on("request", (_request, response) => {
+      if (server.listenerCount("request") > 1) return
+      response.writeHead(503, { "content-type": "application/json", "retry-after": "1" })
+      response.end(
+        JSON.stringify({ error: { code: "STARTING", message: "the server is starting; try again shortly" } })
+      )
+    })
+    return server
+  }, options)
+
+/** The base URL (`http://host:port`) a server listens on; `0.0.0.0` and `::` are shown as loopback. */
+export const urlOf = (server: HttpServer.HttpServer): string => {
+  const address = server.address
+  if (address._tag !== "TcpAddress") return `http://unix:${address.path}`
+  const host = address.hostname === "0.0.0.0" || address.hostname === "::" ? "127.0.0.1" : address.hostname
+  return `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`
+}

@@ -1,0 +1,69 @@
+/**
+ * `pnpm start`: the Neuron as a managed process. Configuration comes from the environment (PROTOCOL.md section 5,
+ * and an optional NEURON_CONFIG_FILE); a bad value stops it with one line naming the variable. Without
+ * AXON_REGISTRY_URL it embeds an Axon registry in the same process. SIGINT / SIGTERM end it cleanly: open
+ * handshakes are closed with 1001, the health file says "stopped".
+ */
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Cause from "effect/Cause"
+import * as ConfigError from "effect/ConfigError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
+import { describeConfigError, NeuronConfig } from "./config/NeuronConfig.js"
+import { describeCause } from "./http/ApiErrors.js"
+import * as NodeServer from "./http/NodeServer.js"
+import * as Neuron from "./Neuron.js"
+import * as AxonRegistry from "./registry/AxonRegistry.js"
+
+const Main = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    const settings = yield* NeuronConfig
+    const embedded = settings.registryUrls.length === 0
+    const registry = embedded
+      ? AxonRegistry.layer({ dataDir: settings.axon.dataDir, enrollmentToken: Option.none() }).pipe(
+        Layer.provide(NodeServer.layer({ host: settings.axon.host, port: settings.axon.port }))
+      )
+      : Layer.empty
+    const neuron = Neuron.layer.pipe(
+      Layer.provide([Neuron.layerSqlite, NodeHttpClient.layerUndici, NodeServer.layer(settings)])
+    )
+    const announce = Layer.effectDiscard(
+      Effect.logInfo("Neuron started").pipe(
+        Effect.annotateLogs({
+          listening: `http://${settings.host}:${settings.port}`,
+          public_url: settings.publicUrl,
+          handshake: `${settings.publicUrl.replace(/^http/, "ws")}/ws/handshake`,
+          data_dir: settings.dataDir,
+          registry: embedded
+            ? `embedded at http://${settings.axon.host}:${settings.axon.port} (data in ${settings.axon.dataDir})`
+            : settings.registryUrls.join(", ")
+        })
+      )
+    )
+    // Announced once the Neuron is built (its server listening): a start that fails says only why.
+    return announce.pipe(Layer.provideMerge(neuron), Layer.provide(registry))
+  })
+).pipe(Layer.provide(NeuronConfig.layerFromEnv), Layer.provide(NodeContext.layer))
+
+// Pretty on a terminal, logfmt for a service manager's journal, JSON on request (NEURON_LOG_FORMAT).
+const logger = process.env.NEURON_LOG_FORMAT === "json"
+  ? Logger.json
+  : process.env.NEURON_LOG_FORMAT === "logfmt" || !process.stdout.isTTY
+  ? Logger.logFmt
+  : Logger.pretty
+
+Layer.launch(Main).pipe(
+  Effect.tapErrorCause((cause) => {
+    const failure = Cause.failureOption(cause).pipe(Option.filter(ConfigError.isConfigError))
+    if (Option.isSome(failure)) {
+      return Effect.sync(() => console.error(`neuron: configuration error: ${describeConfigError(failure.value)}`))
+    }
+    return Effect.logError("the Neuron stopped on an error").pipe(Effect.annotateLogs({ error: describeCause(cause) }))
+  }),
+  Effect.provide(logger),
+  NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })
+)

@@ -1,0 +1,144 @@
+/**
+ * `pnpm start` as a managed process (`tsx src/main.ts` as a child process, configured by environment only):
+ * a restart on the same data folder keeps the registration, SIGTERM leaves the health file `stopped`, and a bad
+ * variable stops the process with one line naming it.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as ChildProcess from "node:child_process"
+import * as Sqlite from "../../src/sql/Sqlite.js"
+import { call, CLINIC, freePort, readHealthFile, readRecords, waitFor } from "../support/neuron.js"
+import { startRegistry } from "../support/registry.js"
+
+const root = new URL("../../", import.meta.url).pathname
+
+/** A running `tsx src/main.ts`. */
+interface Child {
+  readonly exit: Effect.Effect<number | null>
+  readonly output: () => { readonly stdout: string; readonly stderr: string }
+  readonly signal: (signal: NodeJS.Signals) => Effect.Effect<void>
+}
+
+/**
+ * Starts `tsx src/main.ts` with only `env` (plus PATH and HOME: nothing from this test's own environment), killed
+ * at the end of the scope if still running.
+ */
+const spawnMain = (env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const exited = yield* Deferred.make<number | null>()
+    let stdout = ""
+    let stderr = ""
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const child = ChildProcess.spawn(`${root}node_modules/.bin/tsx`, ["src/main.ts"], {
+          cwd: root,
+          env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+        child.stdout.on("data", (chunk: Buffer) => void (stdout += chunk.toString()))
+        child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString()))
+        child.on("exit", (code) => Deferred.unsafeDone(exited, Effect.succeed(code)))
+        return child
+      }),
+      (child) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
+    )
+    return {
+      exit: Deferred.await(exited),
+      output: () => ({ stdout, stderr }),
+      signal: (signal) => Effect.sync(() => void child.kill(signal))
+    } satisfies Child
+  })
+
+/**
+ * Waits (bounded: a cold `tsx` start is slow on a busy machine) for `/health` to say healthy. Each request has its
+ * own time limit: the server listens a moment before its handler is attached, and a request in that window waits
+ * for Node's request time-out.
+ */
+const healthy = (url: string) =>
+  waitFor(
+    "the process to be healthy",
+    Effect.map(
+      Effect.promise(() =>
+        fetch(url + "/health", { signal: AbortSignal.timeout(1_000) }).then((r) => r.json(), () => null)
+      ),
+      (body: any) => (body?.status === "healthy" ? Option.some(body) : Option.none())
+    ),
+    30_000
+  )
+
+describe("pnpm start (a child process)", () => {
+  it.scopedLive(
+    "restart without a second registration: a new process on the same data folder resumes the same registration_id, and SIGTERM leaves the health file stopped",
+    () =>
+      Effect.gen(function*() {
+        const registry = yield* startRegistry()
+        const dataDir = yield* Sqlite.makeTempDir("neuron-process-")
+        const run = Effect.fnUntraced(function*() {
+          const port = yield* freePort
+          const child = yield* spawnMain({
+            NEURON_DATA_DIR: dataDir,
+            NEURON_PORT: String(port),
+            AXON_REGISTRY_URL: registry.url,
+            NEURON_ORGANIZATION_NPI: CLINIC.npi,
+            NEURON_ORGANIZATION_NAME: CLINIC.name
+          })
+          const url = `http://127.0.0.1:${port}`
+          yield* healthy(url)
+          const status = (yield* call(url, "GET", "/v1/status")).body
+          assert.deepInclude(yield* readHealthFile(dataDir), { status: "healthy", registration: "registered" })
+          yield* child.signal("SIGTERM")
+          const code = yield* child.exit
+          assert.strictEqual(code, 0, child.output().stderr)
+          assert.deepInclude(yield* readHealthFile(dataDir), {
+            status: "stopped",
+            registration: "registered",
+            next_attempt_at: null
+          })
+          assert.include(child.output().stdout, "Neuron started")
+          return status.registration_id as string
+        })
+        const first = yield* run()
+        const second = yield* run()
+        assert.strictEqual(second, first)
+        const neurons = (yield* call(registry.url, "GET", `/v1/neurons?organization_npi=${CLINIC.npi}`)).body.neurons
+        assert.deepStrictEqual(neurons.map((n: any) => n.registration_id), [first])
+        const records = yield* readRecords(dataDir)
+        assert.deepStrictEqual(records.events, ["RegistrationStarted", "Registered"])
+        assert.isTrue(records.verification.ok)
+      })
+  )
+
+  it.scopedLive(
+    "config errors: a bad variable (NEURON_PORT=abc; AXON_REGISTRY_URL without NEURON_ORGANIZATION_NPI) exits non-zero with one line naming the variable",
+    () =>
+      Effect.gen(function*() {
+        const dataDir = yield* Sqlite.makeTempDir("neuron-process-")
+        const cases = [
+          [{ NEURON_PORT: "abc" }, "NEURON_PORT"],
+          [{ AXON_REGISTRY_URL: "http://127.0.0.1:9" }, "NEURON_ORGANIZATION_NPI"]
+        ] as const
+        const results = yield* Effect.forEach(
+          cases,
+          ([env]) =>
+            Effect.gen(function*() {
+              const child = yield* spawnMain({ NEURON_DATA_DIR: dataDir, ...env })
+              const code = yield* child.exit
+              return { code, ...child.output() }
+            }),
+          { concurrency: "unbounded" }
+        )
+        for (const [i, [, variable]] of cases.entries()) {
+          const { code, stderr, stdout } = results[i]!
+          assert.notStrictEqual(code, 0)
+          assert.isNotNull(code)
+          const lines = (stdout + stderr).split("\n").filter((l) => l.trim() !== "")
+          assert.strictEqual(lines.length, 1, stdout + stderr)
+          assert.match(lines[0]!, new RegExp(`^neuron: configuration error: ${variable}: `))
+        }
+        // Nothing started: no health file claims anything.
+        assert.isNull(yield* readHealthFile(dataDir))
+      })
+  )
+})

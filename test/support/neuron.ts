@@ -1,0 +1,321 @@
+/**
+ * Starts a whole Neuron (`Neuron.layer`: registration engine, heartbeat, store, handshake and local HTTP API) for a
+ * test, the way a host program would: its own HTTP server on 127.0.0.1 port 0, Node's HTTP client towards the
+ * registry, SQLite on `<data dir>/neuron.db`. Plus what the Neuron's tests look at: the health file, the event log
+ * and audit chain (read through a second SQLite connection), a free port, a registry on a chosen port, a plain
+ * HTTP caller, a log capture and a bounded poll.
+ */
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import { defaults, NeuronConfig, type NeuronSettings } from "../../src/config/NeuronConfig.js"
+import type { Npi } from "../../src/domain/Npi.js"
+import { HEALTH_FILE } from "../../src/health/NeuronHealth.js"
+import * as NodeServer from "../../src/http/NodeServer.js"
+import * as Neuron from "../../src/Neuron.js"
+import * as AxonRegistry from "../../src/registry/AxonRegistry.js"
+import { HeartbeatMonitor } from "../../src/registry/HeartbeatMonitor.js"
+import { RegistryStore } from "../../src/registry/RegistryStore.js"
+import * as Sqlite from "../../src/sql/Sqlite.js"
+import { AuditLog, type AuditVerification } from "../../src/store/AuditLog.js"
+import { NeuronMigrations } from "../../src/store/migrations.js"
+
+/** A valid NPI (CMS Luhn over `80840` + the first 9 digits) made from a small number: `npiOf(1)`, `npiOf(2)`... */
+export const npiOf = (n: number): Npi => {
+  const base = "1" + String(n).padStart(8, "0")
+  for (let check = 0; check <= 9; check++) {
+    const full = "80840" + base + check
+    let sum = 0
+    for (let i = full.length - 1, double = false; i >= 0; i--, double = !double) {
+      let d = full.charCodeAt(i) - 48
+      if (double) {
+        d *= 2
+        if (d > 9) d -= 9
+      }
+      sum += d
+    }
+    if (sum % 10 === 0) return (base + check) as Npi
+  }
+  throw new Error("unreachable")
+}
+
+/** The clinic most tests run. */
+export const CLINIC = { npi: npiOf(700), name: "Riverside Family Practice" } as const
+
+type Timing = "heartbeatInterval" | "backoffBase" | "backoffCeiling" | "axonTimeout"
+
+/** Settings a test changes; the durations in any form (`"50 millis"`). */
+export type TestOverrides =
+  & Omit<Partial<NeuronSettings>, Timing>
+  & { readonly [K in Timing]?: Duration.DurationInput }
+
+/** Settings for a test Neuron: the defaults, this registry list and organization, and `overrides`. */
+export const testSettings = (options: {
+  readonly dataDir: string
+  readonly registryUrls: ReadonlyArray<string>
+  readonly organization?: { readonly npi: Npi; readonly name: string }
+  readonly overrides?: TestOverrides
+}): NeuronSettings => {
+  const { axonTimeout, backoffBase, backoffCeiling, heartbeatInterval, ...rest } = options.overrides ?? {}
+  const base = defaults()
+  const duration = (input: Duration.DurationInput | undefined, fallback: Duration.Duration) =>
+    input === undefined ? fallback : Duration.decode(input)
+  return {
+    ...base,
+    organization: Option.some(options.organization ?? CLINIC),
+    dataDir: options.dataDir,
+    registryUrls: options.registryUrls,
+    // The registry checks only that it is an http(s) URL; the port is not known before the server listens.
+    publicUrl: "https://neuron.riverside.test",
+    ...rest,
+    axonTimeout: duration(axonTimeout, Duration.seconds(5)),
+    backoffBase: duration(backoffBase, base.backoffBase),
+    backoffCeiling: duration(backoffCeiling, base.backoffCeiling),
+    heartbeatInterval: duration(heartbeatInterval, base.heartbeatInterval)
+  }
+}
+
+/** A running test Neuron. */
+export interface RunningNeuron {
+  /** `http://127.0.0.1:<port>`: the local API and the handshake. */
+  readonly url: string
+  readonly dataDir: string
+  readonly settings: NeuronSettings
+  /** The handle a host program gets. */
+  readonly neuron: Neuron.NeuronService
+}
+
+/** The server a test Neuron listens on (`host` 127.0.0.1 unless given), port 0: the same server `pnpm start` uses. */
+const serverLayer = (host: string) => NodeServer.layer({ port: 0, host })
+
+/**
+ * Starts a Neuron for the length of the current scope: on a fresh temporary data folder unless `dataDir` is given
+ * (a restart on the same folder), against `registryUrls`. Closing the scope stops it as SIGTERM would.
+ */
+export const startNeuron = (options: {
+  readonly registryUrls: ReadonlyArray<string>
+  readonly dataDir?: string
+  readonly organization?: { readonly npi: Npi; readonly name: string }
+  readonly overrides?: TestOverrides
+  readonly host?: string
+}): Effect.Effect<RunningNeuron, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const dataDir = options.dataDir ?? (yield* Sqlite.makeTempDir("neuron-"))
+    const settings = testSettings({ ...options, dataDir })
+    const context = yield* Layer.build(
+      Neuron.layer.pipe(
+        Layer.provideMerge(serverLayer(options.host ?? "127.0.0.1")),
+        Layer.provide([Neuron.layerSqlite, NodeHttpClient.layerUndici]),
+        Layer.provide(NeuronConfig.layer(settings)),
+        Layer.provide(NodeContext.layer)
+      )
+    )
+    return {
+      url: NodeServer.urlOf(Context.get(context, HttpServer.HttpServer)),
+      dataDir,
+      settings,
+      neuron: Context.get(context, Neuron.Neuron)
+    }
+  }).pipe(Effect.orDie)
+
+/** A scope inside the current one: closed early by the test (a stop), or with the test at the latest. */
+export const childScope: Effect.Effect<Scope.CloseableScope, never, Scope.Scope> = Effect.flatMap(
+  Effect.scope,
+  (scope) => Scope.fork(scope, ExecutionStrategy.sequential)
+)
+
+/** A port where nothing listens now (a closed port until a test starts something on it). */
+export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => {
+  const server = Net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as Net.AddressInfo
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+/** The real registry on a chosen port (127.0.0.1), with its services, for the length of the current scope. */
+export const startRegistryOn = (port: number, options?: { readonly dataDir?: string }) =>
+  Effect.gen(function*() {
+    const dataDir = options?.dataDir ?? (yield* Sqlite.makeTempDir("axon-"))
+    const context = yield* Layer.build(
+      AxonRegistry.layerWithServices({ dataDir, enrollmentToken: Option.none() }).pipe(
+        Layer.provideMerge(NodeServer.layer({ port, host: "127.0.0.1" }))
+      )
+    )
+    return {
+      url: `http://127.0.0.1:${port}`,
+      dataDir,
+      monitor: Context.get(context, HeartbeatMonitor),
+      store: Context.get(context, RegistryStore),
+      sql: Context.get(context, SqlClient.SqlClient)
+    }
+  }).pipe(Effect.orDie)
+
+/** An HTTP answer: status, content type, parsed JSON body (or `null`), the raw text. */
+export interface Answer {
+  readonly status: number
+  readonly contentType: string
+  readonly body: any
+  readonly text: string
+}
+
+/** Calls `url + path` over a real socket. `body` is sent as JSON (or `raw`); `token` becomes a bearer header. */
+export const call = (
+  url: string,
+  method: string,
+  path: string,
+  options?: {
+    readonly body?: unknown
+    /** Sent as it is, as `application/json` (for bodies that are not JSON). */
+    readonly raw?: string
+    readonly token?: string
+    readonly headers?: Record<string, string>
+  }
+): Effect.Effect<Answer> =>
+  Effect.promise(async () => {
+    const headers: Record<string, string> = { ...options?.headers }
+    if (options?.token !== undefined) headers.authorization = `Bearer ${options.token}`
+    const body = options?.raw ?? (options?.body === undefined ? undefined : JSON.stringify(options.body))
+    if (body !== undefined) headers["content-type"] = "application/json"
+    const response = await fetch(url + path, { method, headers, ...(body === undefined ? {} : { body }) })
+    const text = await response.text()
+    let parsed: unknown = null
+    try {
+      parsed = text === "" ? null : JSON.parse(text)
+    } catch {
+      parsed = null
+    }
+    return { status: response.status, contentType: response.headers.get("content-type") ?? "", body: parsed, text }
+  })
+
+/** Waits in real time (whatever the fiber's Clock is): for polls inside `TestClock` tests too. */
+export const realSleep = (ms: number): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), ms)
+    return Effect.sync(() => clearTimeout(timer))
+  })
+
+/**
+ * Polls `check` every 20 ms of real time until it gives a value, for at most `timeoutMs` (default 10 s); dies
+ * with `what` when it never does. Waiting for a condition, not timing anything.
+ */
+export const waitFor = <A, E, R>(
+  what: string,
+  check: Effect.Effect<Option.Option<A>, E, R>,
+  timeoutMs = 10_000
+): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMs
+    while (true) {
+      const result = yield* check
+      if (Option.isSome(result)) return result.value
+      if (Date.now() > deadline) return yield* Effect.dieMessage(`timed out waiting for: ${what}`)
+      yield* realSleep(20)
+    }
+  })
+
+/** `waitFor` on a predicate. */
+export const waitUntil = <E, R>(what: string, check: Effect.Effect<boolean, E, R>, timeoutMs?: number) =>
+  waitFor(what, Effect.map(check, (ok) => (ok ? Option.some(true) : Option.none())), timeoutMs)
+
+/** The health file, parsed (`null` when absent). */
+export const readHealthFile = (dataDir: string): Effect.Effect<any> =>
+  Effect.sync(() => {
+    const file = Path.join(dataDir, HEALTH_FILE)
+    return Fs.existsSync(file) ? JSON.parse(Fs.readFileSync(file, "utf8")) : null
+  })
+
+/** What the Neuron has written in `neuron.db`. */
+export interface Records {
+  /** Event types in order. */
+  readonly events: ReadonlyArray<string>
+  /** The raw event rows (payload as stored). */
+  readonly eventRows: ReadonlyArray<Record<string, unknown>>
+  /** The raw audit rows. */
+  readonly auditRows: ReadonlyArray<Record<string, unknown>>
+  readonly verification: AuditVerification
+  /** The registration snapshot row, without its bearer token. */
+  readonly registration: Record<string, unknown>
+  /** The bearer token stored in the snapshot, for leak checks (`null` when none). */
+  readonly bearerToken: string | null
+  readonly providers: ReadonlyArray<Record<string, unknown>>
+}
+
+/** Reads the event log, the audit chain (verified) and the snapshot through a second connection (WAL allows it). */
+export const readRecords = (dataDir: string): Effect.Effect<Records> =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(
+      AuditLog.Default.pipe(
+        Layer.provideMerge(Sqlite.layer({ filename: Path.join(dataDir, "neuron.db"), migrations: NeuronMigrations }))
+      )
+    )
+    const sql = Context.get(context, SqlClient.SqlClient)
+    const audit = Context.get(context, AuditLog)
+    const eventRows = yield* sql<Record<string, unknown>>`SELECT * FROM lifecycle_events ORDER BY seq`
+    const auditRows = yield* sql<Record<string, unknown>>`SELECT * FROM audit_log ORDER BY seq`
+    const [row] = yield* sql<Record<string, unknown>>`SELECT * FROM registration`
+    const providers = yield* sql<Record<string, unknown>>`SELECT * FROM providers ORDER BY npi`
+    const { bearer_token, ...registration } = row!
+    return {
+      events: eventRows.map((r) => r.type as string),
+      eventRows,
+      auditRows,
+      verification: yield* audit.verify(),
+      registration,
+      bearerToken: typeof bearer_token === "string" ? bearer_token : null,
+      providers
+    }
+  }).pipe(Effect.scoped, Effect.orDie)
+
+/** Every log line, with its message, annotations, spans and cause, as text. */
+export interface LogCapture {
+  readonly logger: Logger.Logger<unknown, void>
+  readonly lines: () => ReadonlyArray<string>
+}
+
+/** A logger that keeps each line as logfmt plus the structured form (so nothing an annotation holds escapes). */
+export const captureLogs = (): LogCapture => {
+  const lines: Array<string> = []
+  const logger = Logger.make<unknown, void>((options) => {
+    const structured = Logger.structuredLogger.log(options)
+    lines.push(
+      [
+        Logger.logfmtLogger.log(options),
+        JSON.stringify(structured),
+        Cause.isEmpty(options.cause) ? "" : Cause.pretty(options.cause, { renderErrorCause: true })
+      ].join(" ")
+    )
+  })
+  return { logger, lines: () => [...lines] }
+}
+
+/** The texts where a secret must never appear, and the secret's name, for a readable failure. */
+export const assertNoSecret = (
+  secrets: ReadonlyArray<readonly [name: string, value: string]>,
+  places: ReadonlyArray<readonly [where: string, text: string]>
+): void => {
+  for (const [name, value] of secrets) {
+    if (value.length < 8) throw new Error(`the ${name} under test is too short to search for`)
+    for (const [where, text] of places) {
+      if (text.includes(value)) throw new Error(`the ${name} appears in ${where}`)
+    }
+  }
+}
+
+/** The bearer token as text, from a `Redacted` or a stored string. */
+export const tokenText = (token: Redacted.Redacted<string> | string | null): string | null =>
+  token === null ? null : typeof token === "string" ? token : Redacted.value(token)
