@@ -139,6 +139,9 @@ export const handshake = Effect.fn("CareAgentClient.handshake")(function*(reques
     ...(request.ttl === undefined ? {} : { validFor: request.ttl })
   })
   const token = signConsentToken(request.key, claims)
+  yield* Effect.logDebug("consent token signed").pipe(
+    Effect.annotateLogs({ provider_npi: request.provider_npi, consented_actions: claims.consented_actions.join(",") })
+  )
 
   return yield* Effect.gen(function*() {
     const { events, ws } = yield* connect(request)
@@ -197,6 +200,7 @@ export const handshake = Effect.fn("CareAgentClient.handshake")(function*(reques
       patient_public_key: request.key.publicKeyB64u,
       patient_endpoint: request.patient_endpoint
     }))
+    yield* Effect.logDebug("handshake.auth sent")
 
     const challenge = yield* nextMessage
     if (!Schema.is(HandshakeChallenge)(challenge)) return yield* protocolError(`expected handshake.challenge`)
@@ -207,11 +211,15 @@ export const handshake = Effect.fn("CareAgentClient.handshake")(function*(reques
       type: MessageType.challengeResponse,
       signed_nonce: signNonce(request.key, challenge.nonce)
     }))
+    yield* Effect.logDebug("handshake.challenge answered").pipe(
+      Effect.annotateLogs({ expires_at: challenge.expires_at })
+    )
 
     const complete = yield* nextMessage
     if (complete.type !== MessageType.complete) return yield* protocolError("expected handshake.complete")
-    yield* awaitClose
+    const closeCode = yield* awaitClose
     const { provider_endpoint, provider_npi, relationship_id, status } = complete as HandshakeComplete
+    yield* Effect.logDebug("handshake.complete received").pipe(Effect.annotateLogs({ status, close_code: closeCode }))
     return { relationship_id, provider_npi, provider_endpoint, status } satisfies HandshakeResult
   }).pipe(
     Effect.scoped,
