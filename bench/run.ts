@@ -2,7 +2,10 @@
  * `pnpm bench <name>`: runs one benchmark by name. Add an entry here for a new one.
  */
 const benches: Record<string, string> = {
-  axon: "./axon-heartbeats/main.ts"
+  axon: "./axon-heartbeats/main.ts",
+  lifecycle: "./lifecycle/index.ts",
+  jitter: "./jitter/index.ts",
+  handshake: "./handshake/main.ts"
 }
 
 const name = process.argv[2]
