@@ -12,7 +12,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { Base64UrlFixed, Ed25519PublicKey, Ed25519Signature, isCanonicalBase64Url } from "../src/domain/Base64Url.js"
-import { isValidNpi, Npi } from "../src/domain/Npi.js"
+import { isValidNpi, Npi, withCheckDigit } from "../src/domain/Npi.js"
 import { describeParseError, wire } from "../src/http/ErrorBody.js"
 import * as Sqlite from "../src/sql/Sqlite.js"
 
@@ -21,6 +21,14 @@ describe("Npi", () => {
     assert.isTrue(isValidNpi("1234567893"))
     assert.isTrue(isValidNpi("1558598797"))
     assert.isFalse(isValidNpi("1234567898"))
+  })
+
+  it("withCheckDigit completes nine digits into the valid NPI, and only that check digit is valid", () => {
+    assert.strictEqual(withCheckDigit("123456789"), "1234567893")
+    assert.strictEqual(withCheckDigit("155859879"), "1558598797")
+    for (let check = 0; check <= 9; check++) {
+      assert.strictEqual(isValidNpi("123456789" + check), check === 3)
+    }
   })
 
   it("refuses wrong lengths, a leading digit other than 1 or 2, and non-digits", () => {

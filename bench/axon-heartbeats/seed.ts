@@ -7,6 +7,7 @@ import * as Layer from "effect/Layer"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { withCheckDigit } from "../../src/domain/Npi.js"
 import { migrations } from "../../src/registry/migrations.js"
 import * as Sqlite from "../../src/sql/Sqlite.js"
 import { Database } from "./modules.js"
@@ -17,20 +18,7 @@ export type Seeded = readonly [id: string, token: string]
 /** The endpoint every seeded neuron registered (heartbeats repeat it, so no endpoint write happens). */
 export const endpointOf = (i: number) => `https://neuron-${i}.bench.example.org`
 
-const npiFor = (i: number): string => {
-  const base = "1" + String(i).padStart(8, "0")
-  for (let check = 0; check <= 9; check++) {
-    const full = "80840" + base + check
-    let sum = 0
-    for (let k = full.length - 1, double = false; k >= 0; k--, double = !double) {
-      let d = full.charCodeAt(k) - 48
-      if (double) d = d * 2 > 9 ? d * 2 - 9 : d * 2
-      sum += d
-    }
-    if (sum % 10 === 0) return base + check
-  }
-  throw new Error("no check digit")
-}
+const npiFor = (i: number): string => withCheckDigit("1" + String(i).padStart(8, "0"))
 
 /** Makes `n` registrations (ids and tokens) and writes them to `tokensFile`. */
 export const makeRegistrations = (n: number, tokensFile: string): Array<Seeded> => {

@@ -4,25 +4,30 @@
  */
 import * as Schema from "effect/Schema"
 
-/** True when `digits` (the first nine NPI digits) followed by `check` passes the CMS Luhn rule. */
-const luhnWithPrefix = (npi: string): boolean => {
-  // Luhn over "80840" + npi: walk right to left, doubling every second digit starting with the one
-  // left of the check digit.
-  const full = "80840" + npi
+/**
+ * The check digit that makes nine digits a valid NPI: Luhn over `80840` followed by the nine digits and the check
+ * digit, so walking right to left from the ninth digit, every other digit starting with it is doubled.
+ */
+export const checkDigit = (first9: string): number => {
+  const digits = "80840" + first9
   let sum = 0
-  for (let i = full.length - 1, double = false; i >= 0; i--, double = !double) {
-    let d = full.charCodeAt(i) - 48
+  for (let i = digits.length - 1, double = true; i >= 0; i--, double = !double) {
+    let d = digits.charCodeAt(i) - 48
     if (double) {
       d *= 2
       if (d > 9) d -= 9
     }
     sum += d
   }
-  return sum % 10 === 0
+  return (10 - (sum % 10)) % 10
 }
 
 /** True for a well-formed NPI with a valid check digit. */
-export const isValidNpi = (s: string): boolean => /^[12][0-9]{9}$/.test(s) && luhnWithPrefix(s)
+export const isValidNpi = (s: string): boolean =>
+  /^[12][0-9]{9}$/.test(s) && checkDigit(s.slice(0, 9)) === s.charCodeAt(9) - 48
+
+/** The valid NPI that starts with these nine digits (for test data and fixtures). */
+export const withCheckDigit = (first9: string): string => first9 + String(checkDigit(first9))
 
 /** A valid NPI, branded so that an unchecked string cannot stand in for one. */
 export const Npi = Schema.String.pipe(

@@ -4,61 +4,12 @@
  */
 import * as Effect from "effect/Effect"
 import * as Http from "node:http"
+import { type Answer, call, npiOf } from "../support/http.js"
 
-/** A valid NPI (CMS Luhn with prefix 80840) made from a small number: `npi(1)`, `npi(2)`, ... */
-export const npi = (n: number): string => {
-  const base = "1" + String(n).padStart(8, "0")
-  for (let check = 0; check <= 9; check++) {
-    const full = "80840" + base + check
-    let sum = 0
-    for (let i = full.length - 1, double = false; i >= 0; i--, double = !double) {
-      let d = full.charCodeAt(i) - 48
-      if (double) {
-        d *= 2
-        if (d > 9) d -= 9
-      }
-      sum += d
-    }
-    if (sum % 10 === 0) return base + check
-  }
-  throw new Error("unreachable")
-}
+/** A valid NPI made from a small number: `npi(1)`, `npi(2)`, ... */
+export const npi = (n: number): string => npiOf(n)
 
-/** An answer: status, parsed JSON body (or `null`), the raw text. */
-export interface Answer {
-  readonly status: number
-  readonly body: any
-  readonly text: string
-}
-
-/** Calls the registry. `body` is JSON-encoded unless `raw` is given; `token` becomes a bearer header. */
-export const call = (
-  url: string,
-  method: string,
-  path: string,
-  options?: {
-    readonly body?: unknown
-    readonly raw?: string
-    readonly token?: string
-    readonly headers?: Record<string, string>
-  }
-): Effect.Effect<Answer> =>
-  Effect.promise(async () => {
-    const headers: Record<string, string> = { ...options?.headers }
-    if (options?.token !== undefined) headers.authorization = `Bearer ${options.token}`
-    let body: string | undefined = options?.raw
-    if (body === undefined && options?.body !== undefined) body = JSON.stringify(options.body)
-    if (body !== undefined && headers["content-type"] === undefined) headers["content-type"] = "application/json"
-    const response = await fetch(url + path, { method, headers, ...(body === undefined ? {} : { body }) })
-    const text = await response.text()
-    let parsed: unknown = null
-    try {
-      parsed = text === "" ? null : JSON.parse(text)
-    } catch {
-      parsed = null
-    }
-    return { status: response.status, body: parsed, text }
-  })
+export { type Answer, call }
 
 /** A registration body for organization `n`. */
 export const registration = (n: number, extra?: Record<string, unknown>) => ({
@@ -119,10 +70,10 @@ export const callChunked = (
           } catch {
             body = null
           }
-          resolve({ status: response.statusCode ?? 0, body, text })
+          resolve({ status: response.statusCode ?? 0, contentType: response.headers["content-type"] ?? "", body, text })
         })
       })
-      request.on("error", () => resolve({ status: 0, body: null, text: "" }))
+      request.on("error", () => resolve({ status: 0, contentType: "", body: null, text: "" }))
       const write = (i: number) => {
         if (i === chunks.length) return request.end()
         request.write(chunks[i], () => setTimeout(() => write(i + 1), 1))

@@ -33,25 +33,9 @@ import { RegistryStore } from "../../src/registry/RegistryStore.js"
 import * as Sqlite from "../../src/sql/Sqlite.js"
 import { AuditLog, type AuditVerification } from "../../src/store/AuditLog.js"
 import { NeuronMigrations } from "../../src/store/migrations.js"
+import { npiOf } from "./http.js"
 
-/** A valid NPI (CMS Luhn over `80840` + the first 9 digits) made from a small number: `npiOf(1)`, `npiOf(2)`... */
-export const npiOf = (n: number): Npi => {
-  const base = "1" + String(n).padStart(8, "0")
-  for (let check = 0; check <= 9; check++) {
-    const full = "80840" + base + check
-    let sum = 0
-    for (let i = full.length - 1, double = false; i >= 0; i--, double = !double) {
-      let d = full.charCodeAt(i) - 48
-      if (double) {
-        d *= 2
-        if (d > 9) d -= 9
-      }
-      sum += d
-    }
-    if (sum % 10 === 0) return (base + check) as Npi
-  }
-  throw new Error("unreachable")
-}
+export { call, npiOf } from "./http.js"
 
 /** The clinic most tests run. */
 export const CLINIC = { npi: npiOf(700), name: "Riverside Family Practice" } as const
@@ -164,43 +148,6 @@ export const startRegistryOn = (port: number, options?: { readonly dataDir?: str
       sql: Context.get(context, SqlClient.SqlClient)
     }
   }).pipe(Effect.orDie)
-
-/** An HTTP answer: status, content type, parsed JSON body (or `null`), the raw text. */
-export interface Answer {
-  readonly status: number
-  readonly contentType: string
-  readonly body: any
-  readonly text: string
-}
-
-/** Calls `url + path` over a real socket. `body` is sent as JSON (or `raw`); `token` becomes a bearer header. */
-export const call = (
-  url: string,
-  method: string,
-  path: string,
-  options?: {
-    readonly body?: unknown
-    /** Sent as it is, as `application/json` (for bodies that are not JSON). */
-    readonly raw?: string
-    readonly token?: string
-    readonly headers?: Record<string, string>
-  }
-): Effect.Effect<Answer> =>
-  Effect.promise(async () => {
-    const headers: Record<string, string> = { ...options?.headers }
-    if (options?.token !== undefined) headers.authorization = `Bearer ${options.token}`
-    const body = options?.raw ?? (options?.body === undefined ? undefined : JSON.stringify(options.body))
-    if (body !== undefined) headers["content-type"] = "application/json"
-    const response = await fetch(url + path, { method, headers, ...(body === undefined ? {} : { body }) })
-    const text = await response.text()
-    let parsed: unknown = null
-    try {
-      parsed = text === "" ? null : JSON.parse(text)
-    } catch {
-      parsed = null
-    }
-    return { status: response.status, contentType: response.headers.get("content-type") ?? "", body: parsed, text }
-  })
 
 /** Waits in real time (whatever the fiber's Clock is): for polls inside `TestClock` tests too. */
 export const realSleep = (ms: number): Effect.Effect<void> =>
