@@ -7,6 +7,8 @@ export default defineConfig({
     pool: "forks",
     passWithNoTests: false,
     reporters: ["default", "./test/support/summaryReporter.ts"],
+    // The services log what they do (logfmt lines on stdout); keep warnings and errors, drop the routine.
+    onConsoleLog: (log) => !/ level=(INFO|DEBUG|TRACE) /.test(log),
     testTimeout: 30_000,
     hookTimeout: 30_000
   }
