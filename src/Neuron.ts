@@ -21,21 +21,23 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as NeuronHttp from "./api/NeuronHttp.js"
 import { AxonClient } from "./axon/AxonClient.js"
 import type { AxonError } from "./axon/AxonError.js"
 import { NeuronConfig, type NeuronSettings } from "./config/NeuronConfig.js"
 import * as ConsentVerifier from "./consent/ConsentVerifier.js"
-import type { Npi } from "./domain/Npi.js"
+import { Npi } from "./domain/Npi.js"
 import * as HandshakeServer from "./handshake/HandshakeServer.js"
 import { ProviderLookup } from "./handshake/ProviderLookup.js"
 import { RelationshipStore } from "./handshake/RelationshipStore.js"
 import { type HealthSnapshot, NeuronHealth } from "./health/NeuronHealth.js"
 import * as Heartbeat from "./heartbeat/Heartbeat.js"
+import { describeParseError } from "./http/ErrorBody.js"
 import type { SyncReport } from "./registration/ProviderSync.js"
 import { type NeuronIdentity, type ProviderNotFound, RegistrationService } from "./registration/RegistrationService.js"
-import type { RegisterProviderRequest } from "./registry/AxonApi.js"
+import { RegisterProviderRequest } from "./registry/AxonApi.js"
 import * as Sqlite from "./sql/Sqlite.js"
 import { AuditLog } from "./store/AuditLog.js"
 import type { Provider } from "./store/Lifecycle.js"
@@ -56,10 +58,15 @@ export interface NeuronService {
   readonly health: Effect.Effect<HealthSnapshot>
   /** Every change of health. */
   readonly healthChanges: Stream.Stream<HealthSnapshot>
-  /** Adds a provider (stored first, `pending` until the registry has it). */
-  readonly addProvider: (provider: RegisterProviderRequest) => Effect.Effect<Provider>
+  /**
+   * Adds a provider (stored first, `pending` until the registry has it). The input is checked like the admin
+   * API's body: a bad field fails with `InvalidProvider` naming it, and nothing is stored.
+   */
+  readonly addProvider: (provider: typeof RegisterProviderRequest.Encoded) => Effect.Effect<Provider, InvalidProvider>
   /** Removes a provider (at once locally; from the registry as soon as it answers). */
-  readonly removeProvider: (npi: Npi) => Effect.Effect<"removed" | "removing", ProviderNotFound>
+  readonly removeProvider: (
+    npi: string
+  ) => Effect.Effect<"removed" | "removing", ProviderNotFound | InvalidProvider>
   readonly listProviders: Effect.Effect<ReadonlyArray<Provider>>
   /** One anti-entropy round now. */
   readonly syncProviders: Effect.Effect<SyncReport, AxonError>
@@ -68,6 +75,16 @@ export interface NeuronService {
   /** Registers now when there is no usable registration, including after `deregister`. */
   readonly register: Effect.Effect<void, AxonError>
 }
+
+/** A provider given to the `Neuron` service that does not decode; `message` names the field. */
+export class InvalidProvider extends Schema.TaggedError<InvalidProvider>()("InvalidProvider", {
+  message: Schema.String
+}) {}
+
+const decodeInput = <A, I>(schema: Schema.Schema<A, I>) => (input: unknown) =>
+  Schema.decodeUnknown(schema)(input).pipe(
+    Effect.mapError((e) => new InvalidProvider({ message: describeParseError(e) }))
+  )
 
 /** The embedded Neuron's handle. */
 export class Neuron extends Context.Tag("neuron/Neuron")<Neuron, NeuronService>() {}
@@ -118,8 +135,12 @@ const make = Effect.gen(function*() {
     registration: registration.current,
     health: health.get,
     healthChanges: health.changes,
-    addProvider: registration.addProvider,
-    removeProvider: registration.removeProvider,
+    addProvider: (input) => Effect.flatMap(decodeInput(RegisterProviderRequest)(input), registration.addProvider),
+    removeProvider: (npi) =>
+      Effect.flatMap(
+        decodeInput(Schema.Struct({ provider_npi: Npi }))({ provider_npi: npi }),
+        (p) => registration.removeProvider(p.provider_npi)
+      ),
     listProviders: registration.listProviders,
     syncProviders: registration.syncProviders,
     deregister: registration.deregister,

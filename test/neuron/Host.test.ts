@@ -33,7 +33,7 @@ import { startRegistry } from "../support/registry.js"
 
 /** The host's own service: the clinic's scheduling system, which onboards a provider through the Neuron. */
 class Scheduling extends Context.Tag("host/Scheduling")<Scheduling, {
-  readonly onboard: (npi: string, name: string) => Effect.Effect<string>
+  readonly onboard: (npi: string, name: string) => Effect.Effect<string, Neuron.InvalidProvider>
 }>() {}
 
 const SchedulingLive = Layer.effect(
@@ -41,7 +41,7 @@ const SchedulingLive = Layer.effect(
   Effect.map(Neuron.Neuron, (neuron) =>
     Scheduling.of({
       onboard: (npi, name) =>
-        neuron.addProvider({ provider_npi: npi as any, provider_name: name, provider_types: ["physician"] }).pipe(
+        neuron.addProvider({ provider_npi: npi, provider_name: name, provider_types: ["physician"] }).pipe(
           Effect.map((p) => p.status)
         )
     }))
@@ -81,6 +81,10 @@ describe("Neuron embedded in a host program", () => {
         assert.deepStrictEqual(neuron.identity.organization_npi, CLINIC.npi)
 
         assert.strictEqual(yield* scheduling.onboard(npiOf(91), "Dr. Mei Tanaka"), "registered")
+        // The host's bad input is refused with the field named, and nothing is stored.
+        const badInput = yield* Effect.flip(scheduling.onboard("1234567898", "Dr. Wrong Digit"))
+        assert.strictEqual(badInput._tag, "InvalidProvider")
+        assert.match(badInput.message, /^provider_npi: must be a valid NPI/)
         const remote = yield* waitFor(
           "the registry to know the provider",
           Effect.map(call(registry.url, "GET", `/v1/registry/${npiOf(91)}`), (a) =>
