@@ -17,6 +17,8 @@ import { NeuronMigrations } from "./migrations.js"
 
 /** What a caller appends. `details` is stored as canonical JSON (keys sorted). */
 export interface AuditInput {
+  /** When it happened (ISO 8601, UTC); now when absent. */
+  readonly at?: string | undefined
   readonly actor: string
   readonly action: string
   readonly subject?: string | undefined
@@ -53,10 +55,21 @@ export type AuditVerification =
 const secretWords =
   /^(token|tokens|secret|secrets|password|passphrase|authorization|bearer|credential|credentials|apikey)$/
 const keyParts = (key: string) => key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toLowerCase().split(/[^a-z0-9]+/)
-const namesSecret = (key: string) => {
+const checkKey = (key: string) => {
   const parts = keyParts(key)
   return parts.some((p) => secretWords.test(p)) || parts.join("").includes("privatekey") ||
     parts.join("").includes("apikey")
+}
+// Callers use a handful of keys over and over: remember the verdicts (bounded, in case keys are data).
+const verdicts = new Map<string, boolean>()
+const namesSecret = (key: string) => {
+  let verdict = verdicts.get(key)
+  if (verdict === undefined) {
+    verdict = checkKey(key)
+    if (verdicts.size >= 1024) verdicts.clear()
+    verdicts.set(key, verdict)
+  }
+  return verdict
 }
 
 /** Canonical JSON: object keys sorted at every depth, so that equal details hash equally. */
@@ -99,19 +112,36 @@ const checkRows = (rows: ReadonlyArray<unknown>, prev: { seq: number; hash: stri
 
 const PAGE = 1000
 
+/** The last entry of the chain: its `seq` and `hash` (`{ 0, GENESIS_HASH }` for an empty log). */
+interface Head {
+  readonly seq: number
+  readonly hash: string
+}
+
+const COLUMNS = "seq, at, actor, action, subject, details, prev_hash, hash"
+
+/**
+ * An INSERT of `n` linked rows that only happens when the chain's head is still the one they were linked to
+ * (a compare-and-set on `seq hash`; the last parameter). `INSERT ... SELECT` evaluates the condition before
+ * inserting, so it holds for all rows at once. Built once per row count; the driver caches the prepared statement.
+ */
+const linkedInsert = (() => {
+  const texts: Array<string> = []
+  return (n: number): string =>
+    texts[n] ??= `INSERT INTO audit_log (${COLUMNS}) SELECT * FROM (VALUES ${
+      Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")
+    }) WHERE coalesce((SELECT seq || ' ' || hash FROM audit_log ORDER BY seq DESC LIMIT 1), '0 ${GENESIS_HASH}') = ?
+    RETURNING seq`
+})()
+
 /** Builds the service on the SqlClient it is given. */
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
-  const head = SqlSchema.findOne({
-    Request: Schema.Void,
-    Result: Schema.Struct({ seq: Schema.Int, hash: Schema.String }),
-    execute: () => sql`SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`
-  })
-  const insert = SqlSchema.void({
-    Request: RawEntry,
-    execute: (row) => sql`INSERT INTO audit_log ${sql.insert(row)}`
-  })
+  const readHead = Effect.map(
+    sql<Head>`SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`,
+    (rows): Head => rows[0] ?? { seq: 0, hash: GENESIS_HASH }
+  )
   const findAll = SqlSchema.findAll({
     Request: Schema.Struct({ action: Schema.NullOr(Schema.String), limit: Schema.Int }),
     Result: AuditEntry,
@@ -120,30 +150,74 @@ export const make = Effect.gen(function*() {
           ORDER BY seq DESC LIMIT ${limit}) ORDER BY seq`
   })
 
-  /** Appends one entry at the end of the chain (a savepoint when called inside a transaction). */
-  const append = Effect.fn("AuditLog.append")(function*(entry: AuditInput) {
-    const details = yield* Effect.try(() => canonicalJson(entry.details ?? {})).pipe(
-      Effect.catchAll((e) => Effect.dieMessage(e.error instanceof Error ? e.error.message : String(e.error)))
+  // The chain's head as this process last wrote or read it. Only a hint: every insert checks it against the
+  // database (compare-and-set), so a rolled-back transaction, another connection or a restart cost one re-read,
+  // never a broken link. This saves the head read on every append (the Neuron is the log's only writer).
+  let cachedHead: Head | undefined
+
+  type Pending = Omit<RawEntry, "seq" | "prev_hash" | "hash">
+
+  const link = (head: Head, pending: ReadonlyArray<Pending>): Array<RawEntry> => {
+    const rows: Array<RawEntry> = []
+    let prev = head
+    for (const entry of pending) {
+      const fields = { seq: prev.seq + 1, ...entry, prev_hash: prev.hash }
+      const row = { ...fields, hash: entryHash(fields) }
+      rows.push(row)
+      prev = row
+    }
+    return rows
+  }
+
+  const insertLinked = (head: Head, rows: ReadonlyArray<RawEntry>) =>
+    Effect.map(
+      sql.unsafe<{ seq: number }>(linkedInsert(rows.length), [
+        ...rows.flatMap((r) => [r.seq, r.at, r.actor, r.action, r.subject, r.details, r.prev_hash, r.hash]),
+        `${head.seq} ${head.hash}`
+      ]),
+      (inserted) => inserted.length === rows.length
     )
-    const at = DateTime.formatIso(yield* DateTime.now)
-    const link = Effect.gen(function*() {
-      const last = Option.getOrElse(yield* head(undefined), () => ({ seq: 0, hash: GENESIS_HASH }))
-      const fields = {
-        seq: last.seq + 1,
-        at,
+
+  // Runs holding the connection (in a transaction), so the head cannot move between the read and the insert.
+  const write = (pending: ReadonlyArray<Pending>) =>
+    Effect.gen(function*() {
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const head = cachedHead ?? (yield* readHead)
+        const rows = link(head, pending)
+        if (yield* insertLinked(head, rows)) {
+          const last = rows[rows.length - 1]!
+          cachedHead = { seq: last.seq, hash: last.hash }
+          return
+        }
+        cachedHead = undefined
+      }
+      return yield* Effect.dieMessage("audit_log: the chain head moved while appending")
+    })
+
+  /**
+   * Appends entries, in order, at the end of the chain: in the caller's transaction when there is one (they
+   * commit or roll back with it), else in one transaction of their own (one commit for all of them).
+   */
+  const appendAll = Effect.fnUntraced(function*(entries: ReadonlyArray<AuditInput>) {
+    if (entries.length === 0) return
+    const now = DateTime.formatIso(yield* DateTime.now)
+    const pending = yield* Effect.try(() =>
+      entries.map((entry): Pending => ({
+        at: entry.at ?? now,
         actor: entry.actor,
         action: entry.action,
         subject: entry.subject ?? null,
-        details,
-        prev_hash: last.hash
-      }
-      yield* insert({ ...fields, hash: entryHash(fields) })
-    })
-    // Reading the head and appending must be atomic; inside a caller's transaction they already are, and a
-    // savepoint would only cost two more statements on every lifecycle transition.
+        details: canonicalJson(entry.details ?? {})
+      }))
+    ).pipe(
+      Effect.catchAll((e) => Effect.dieMessage(e.error instanceof Error ? e.error.message : String(e.error)))
+    )
     const inTransaction = Option.isSome(yield* Effect.serviceOption(SqlClient.TransactionConnection))
-    yield* (inTransaction ? link : sql.withTransaction(link)).pipe(Effect.orDie)
+    yield* (inTransaction ? write(pending) : sql.withTransaction(write(pending))).pipe(Effect.orDie)
   })
+
+  /** Appends one entry at the end of the chain (in the caller's transaction when there is one). */
+  const append = (entry: AuditInput) => appendAll([entry])
 
   /** Walks the chain from the first entry; reports the first broken link. */
   const verify = Effect.fn("AuditLog.verify")(function*() {
@@ -165,7 +239,7 @@ export const make = Effect.gen(function*() {
       Effect.withSpan("AuditLog.list")
     )
 
-  return { append, verify, list } as const
+  return { append, appendAll, verify, list } as const
 })
 
 /** The audit log on the host's SqlClient (migrated with `NeuronMigrations`). */
