@@ -3,6 +3,7 @@
  * Prometheus text format (prom-client), and the handshake WebSocket route, all on one server.
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
@@ -201,6 +202,8 @@ const handshakeRoute = HttpApiBuilder.Router.use((router) =>
  */
 export const layer = (options: { readonly adminToken: Option.Option<Redacted.Redacted<string>> }) =>
   HttpApiBuilder.serve().pipe(
+    // A span per WebSocket upgrade costs more than it tells (the handshake's own audit and logs say more).
+    HttpMiddleware.withTracerDisabledForUrls([HANDSHAKE_PATH]),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide([metricsRoute, handshakeRoute, ApiErrors.layer(NeuronApi, "the Neuron")]),
     Layer.provide(

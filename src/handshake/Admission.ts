@@ -9,7 +9,7 @@
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 
 /** How a request for a slot ended. `admitted`: the slot is held until the caller's scope closes. */
 export type AdmissionResult = "admitted" | "timeout" | "closed"
@@ -59,7 +59,11 @@ export const make = (permits: number): Effect.Effect<Admission> =>
         waiter.wake = (granted) => resume(Effect.succeed(granted))
       })
 
-    const holdUntilScopeCloses = Effect.as(Effect.addFinalizer(() => Effect.sync(release)), "admitted" as const)
+    // On the scope itself (not `Effect.addFinalizer`, which snapshots the fiber's references for the release).
+    const holdUntilScopeCloses = Effect.flatMap(
+      Effect.scope,
+      (scope) => Effect.as(Scope.addFinalizer(scope, Effect.sync(release)), "admitted" as const)
+    )
 
     // Runs uninterruptibly once the wait is over, however it ended: leaves the line, or keeps (or gives back)
     // a slot that was handed over in the same instant.

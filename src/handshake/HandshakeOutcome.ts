@@ -10,8 +10,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
-import { ConsentVerifier } from "../consent/ConsentVerifier.js"
-import { AuditLog } from "../store/AuditLog.js"
+import type { ConsentVerifier } from "../consent/ConsentVerifier.js"
+import type { AuditInput, AuditLog } from "../store/AuditLog.js"
 import {
   closeCodeOf,
   encodeServerMessage,
@@ -35,53 +35,69 @@ export const describeDefect = (cause: Cause.Cause<unknown>): string => {
   return text.length > 200 ? text.slice(0, 197) + "..." : text
 }
 
-/** Records `handshake.started` once the socket is upgraded. */
-export const started = (session: SessionInfo) =>
-  Effect.flatMap(AuditLog, (audit) =>
-    audit.append({
-      actor: "anonymous",
-      action: "handshake.started",
-      subject: session.connection_id,
-      details: { connection_id: session.connection_id, remote_address: session.remote_address }
-    }))
+/**
+ * The `handshake.started` entry of an upgraded connection, dated at its upgrade. It is written with the
+ * handshake's outcome, in the same transaction (completed, or failed): one commit per handshake instead of two.
+ */
+export const startedEntry = (session: SessionInfo): AuditInput => ({
+  at: session.upgraded_at ?? undefined,
+  actor: "anonymous",
+  action: "handshake.started",
+  subject: session.connection_id,
+  details: { connection_id: session.connection_id, remote_address: session.remote_address }
+})
 
-const failed = (session: SessionInfo, code: string, closeCode: number, message?: string) =>
-  Effect.flatMap(AuditLog, (audit) =>
-    audit.append({
-      // The patient is named only once its consent token verified (the provider is known from then on).
-      actor: session.provider_npi === null ? "anonymous" : `patient:${session.patient_agent_id}`,
-      action: "handshake.failed",
-      subject: session.connection_id,
-      details: {
-        connection_id: session.connection_id,
-        code,
-        close_code: closeCode,
-        ...(message === undefined ? {} : { message }),
-        ...(session.provider_npi === null
-          ? { claimed_patient_agent_id: session.patient_agent_id }
-          : { provider_npi: session.provider_npi, key_fingerprint: session.key_fingerprint })
-      }
-    })).pipe(
-      // The peer has its answer already; a failed audit write is reported, not turned into another error.
-      Effect.catchAllCause((cause) =>
-        Effect.logError("could not write the handshake.failed audit entry").pipe(
-          Effect.annotateLogs({ error: describeDefect(cause) })
-        )
+const failed = (audit: AuditLog, session: SessionInfo, code: string, closeCode: number, message?: string) =>
+  audit.appendAll([startedEntry(session), {
+    // The patient is named only once its consent token verified (the provider is known from then on).
+    actor: session.provider_npi === null ? "anonymous" : `patient:${session.patient_agent_id}`,
+    action: "handshake.failed",
+    subject: session.connection_id,
+    details: {
+      connection_id: session.connection_id,
+      code,
+      close_code: closeCode,
+      ...(message === undefined ? {} : { message }),
+      ...(session.provider_npi === null
+        ? { claimed_patient_agent_id: session.patient_agent_id }
+        : { provider_npi: session.provider_npi, key_fingerprint: session.key_fingerprint })
+    }
+  }]).pipe(
+    // The peer has its answer already; a failed audit write is reported, not turned into another error.
+    Effect.catchAllCause((cause) =>
+      Effect.logError("could not write the handshake.failed audit entry").pipe(
+        Effect.annotateLogs({
+          service: "HandshakeServer",
+          connection_id: session.connection_id,
+          error: describeDefect(cause)
+        })
       )
     )
+  )
 
 /**
  * Sends the outcome, starts the close with its code, and records a failure (a completion was recorded with
  * the relationship, in its transaction). Meant to run uninterruptibly.
  */
-export const finish = (session: SessionInfo, connection: Upgraded, exit: Outcome) =>
+export const finish = (
+  session: SessionInfo,
+  connection: Upgraded,
+  exit: Outcome,
+  services: { readonly verifier: ConsentVerifier["Type"]; readonly audit: AuditLog }
+) =>
   Effect.gen(function*() {
-    yield* Effect.flatMap(ConsentVerifier, (verifier) => verifier.forget(session.connection_id))
+    const { audit, verifier } = services
+    yield* verifier.forget(session.connection_id)
     if (Exit.isSuccess(exit)) {
       yield* connection.send(encodeServerMessage(exit.value))
       yield* connection.close(1000, "handshake complete")
       return yield* Effect.logInfo("handshake completed").pipe(
-        Effect.annotateLogs({ status: exit.value.status, provider_npi: exit.value.provider_npi })
+        Effect.annotateLogs({
+          service: "HandshakeServer",
+          connection_id: session.connection_id,
+          status: exit.value.status,
+          provider_npi: exit.value.provider_npi
+        })
       )
     }
     const cause = exit.cause
@@ -89,27 +105,31 @@ export const finish = (session: SessionInfo, connection: Upgraded, exit: Outcome
       // The platform interrupts with `clientAbortFiberId` when the peer dropped the connection.
       const peerGone = HashSet.has(Cause.interruptors(cause), clientAbortFiberId)
       yield* connection.close(1001, "going away")
-      return yield* failed(session, peerGone ? "CONNECTION_CLOSED" : "SHUTDOWN", peerGone ? 1006 : 1001)
+      return yield* failed(audit, session, peerGone ? "CONNECTION_CLOSED" : "SHUTDOWN", peerGone ? 1006 : 1001)
     }
     const failure = Cause.failureOption(cause)
     if (Option.isSome(failure) && failure.value._tag === "ConnectionEnded") {
-      return yield* failed(session, failure.value.code, failure.value.closeCode)
+      return yield* failed(audit, session, failure.value.code, failure.value.closeCode)
     }
     if (Option.isSome(failure) && failure.value._tag === "ServerStopping") {
       yield* connection.close(1001, "going away")
-      return yield* failed(session, "SHUTDOWN", 1001)
+      return yield* failed(audit, session, "SHUTDOWN", 1001)
     }
     const refusal = Option.isSome(failure) && failure.value._tag === "HandshakeFailure"
       ? failure.value
       : new HandshakeFailure({ code: "SERVER_ERROR", message: "the neuron could not complete the handshake" })
     if (refusal.code === "SERVER_ERROR") {
       yield* Effect.logError("handshake failed unexpectedly").pipe(
-        Effect.annotateLogs({ error: describeDefect(cause) })
+        Effect.annotateLogs({
+          service: "HandshakeServer",
+          connection_id: session.connection_id,
+          error: describeDefect(cause)
+        })
       )
     }
     yield* connection.send(
       encodeServerMessage({ type: MessageType.error, code: refusal.code, message: refusal.message })
     )
     yield* connection.close(closeCodeOf[refusal.code], refusal.code)
-    yield* failed(session, refusal.code, closeCodeOf[refusal.code], refusal.message)
+    yield* failed(audit, session, refusal.code, closeCodeOf[refusal.code], refusal.message)
   })

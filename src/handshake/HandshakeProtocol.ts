@@ -12,20 +12,21 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { createHash } from "node:crypto"
 import { ConsentError, toWire } from "../consent/ConsentError.js"
-import { ConsentVerifier } from "../consent/ConsentVerifier.js"
-import { AuditLog } from "../store/AuditLog.js"
+import type { ConsentVerifier } from "../consent/ConsentVerifier.js"
+import type { AuditLog } from "../store/AuditLog.js"
 import {
   decodeFrame,
+  encodeServerMessage,
   HandshakeAuth,
   HandshakeChallengeResponse,
   type HandshakeComplete,
   HandshakeFailure,
   invalidMessage,
-  MessageType,
-  type ServerMessage
+  MessageType
 } from "./HandshakeMessages.js"
-import { ProviderLookup } from "./ProviderLookup.js"
-import { RelationshipStore } from "./RelationshipStore.js"
+import { ServerStopping, startedEntry } from "./HandshakeOutcome.js"
+import type { ProviderLookup } from "./ProviderLookup.js"
+import type { RelationshipStore } from "./RelationshipStore.js"
 
 /** Where a handshake is, for `activeSessions()`. */
 export type SessionState = "queued" | "awaiting_auth" | "awaiting_challenge_response" | "completing"
@@ -41,12 +42,16 @@ export interface SessionInfo {
   patient_agent_id: string | null
   /** `sha256:` and the first 16 hex digits of the SHA-256 of the raw key: never the key itself. */
   key_fingerprint: string | null
+  /** When the socket was upgraded (ISO 8601): the time of its `handshake.started` audit entry. */
+  upgraded_at: string | null
 }
 
-/** Something arriving from the peer: a frame, or the end of the connection. */
+/** Something arriving for a connection: a frame, the end of the connection, its deadline, or a stop. */
 export type Inbound =
   | { readonly _tag: "Frame"; readonly data: string | Uint8Array }
   | { readonly _tag: "Ended"; readonly closeCode: number; readonly code: string }
+  | { readonly _tag: "TimedOut" }
+  | { readonly _tag: "Stopping" }
 
 /** The peer closed, or the transport refused a frame (1009, 1007, 1002): nothing more can be sent. */
 export class ConnectionEnded extends Schema.TaggedError<ConnectionEnded>()("ConnectionEnded", {
@@ -55,14 +60,16 @@ export class ConnectionEnded extends Schema.TaggedError<ConnectionEnded>()("Conn
   closeCode: Schema.Number
 }) {}
 
-/** One upgraded connection, as the protocol sees it. */
+/** One upgraded connection, as the protocol sees it (methods: called on the connection). */
 export interface Connection {
-  readonly session: SessionInfo
-  /** The next inbound event; None when `within` elapses first. */
-  readonly next: (within: Duration.Duration) => Effect.Effect<Option.Option<Inbound>>
+  /** The next inbound event, waiting for it. */
+  readonly next: Effect.Effect<Inbound>
   /** The next inbound event if one has already arrived. */
-  readonly poll: Effect.Effect<Option.Option<Inbound>>
-  readonly send: (message: ServerMessage) => Effect.Effect<void>
+  poll(): Inbound | undefined
+  /** Moves the connection's deadline (Clock milliseconds; Infinity: none). */
+  setDeadline(atMillis: number): Effect.Effect<void>
+  /** Sends one text frame. */
+  send(text: string): Effect.Effect<void>
 }
 
 /** Settings the protocol needs. */
@@ -70,6 +77,14 @@ export interface ProtocolOptions {
   readonly authTimeout: Duration.Duration
   /** The Neuron's public URL without a trailing slash, for `<public url>/ws/provider/<npi>`. */
   readonly publicUrl: string
+}
+
+/** The services a handshake uses, taken once when the server is built (not looked up per handshake). */
+export interface ProtocolServices {
+  readonly verifier: ConsentVerifier["Type"]
+  readonly providers: ProviderLookup["Type"]
+  readonly relationships: RelationshipStore
+  readonly audit: AuditLog
 }
 
 /** The fingerprint of a raw public key that audit entries carry. */
@@ -84,33 +99,53 @@ const fromConsent = (error: ConsentError) => {
 const decodeAuth = decodeFrame(HandshakeAuth, MessageType.auth)
 const decodeResponse = decodeFrame(HandshakeChallengeResponse, MessageType.challengeResponse)
 
+type Refusal = HandshakeFailure | ConnectionEnded | ServerStopping
+
+/** An event that is not the frame the protocol waits for, as the failure it is. */
+const interrupting = (event: Exclude<Inbound, { _tag: "Frame" }>, onTimeout: string): Refusal => {
+  switch (event._tag) {
+    case "Ended":
+      return new ConnectionEnded({ code: event.code, closeCode: event.closeCode })
+    case "Stopping":
+      return new ServerStopping()
+    case "TimedOut":
+      return new HandshakeFailure({ code: "AUTH_TIMEOUT", message: onTimeout })
+  }
+}
+
+/** A frame, the end of the connection or a stop arriving after `handshake.challenge_response`. */
+const beyondLast = (event: Inbound | undefined): Refusal | undefined => {
+  if (event === undefined || event._tag === "TimedOut") return undefined
+  return event._tag === "Frame"
+    ? invalidMessage("no frame is expected after handshake.challenge_response")
+    : interrupting(event, "")
+}
+
 /**
  * Runs one handshake to its `handshake.complete` message (which the caller sends before closing with 1000).
- * The completion is written together with its audit entry, in one transaction.
+ * The completion is written together with its audit entries (started, completed), in one transaction.
+ * Untraced: a span per handshake costs more than the rest of its Effect bookkeeping.
  */
-export const run = Effect.fn("HandshakeProtocol.run")(function*(connection: Connection, options: ProtocolOptions) {
-  const verifier = yield* ConsentVerifier
-  const providers = yield* ProviderLookup
-  const relationships = yield* RelationshipStore
-  const audit = yield* AuditLog
-  const session = connection.session
+export const run = Effect.fnUntraced(function*(
+  session: SessionInfo,
+  connection: Connection,
+  options: ProtocolOptions,
+  services: ProtocolServices
+) {
+  const { audit, providers, relationships, verifier } = services
 
   const receive = <A>(
-    within: Duration.Duration,
     decode: (frame: string | Uint8Array) => Either.Either<A, HandshakeFailure>,
     onTimeout: string
   ) =>
-    Effect.flatMap(connection.next(within), (inbound): Effect.Effect<A, HandshakeFailure | ConnectionEnded> => {
-      if (Option.isNone(inbound)) return Effect.fail(new HandshakeFailure({ code: "AUTH_TIMEOUT", message: onTimeout }))
-      const event = inbound.value
-      if (event._tag === "Ended") {
-        return Effect.fail(new ConnectionEnded({ code: event.code, closeCode: event.closeCode }))
-      }
-      return decode(event.data)
-    })
+    Effect.flatMap(
+      connection.next,
+      (event): Effect.Effect<A, Refusal> =>
+        event._tag === "Frame" ? decode(event.data) : Effect.fail(interrupting(event, onTimeout))
+    )
 
-  // 1. handshake.auth, within the auth timeout.
-  const auth = yield* receive(options.authTimeout, decodeAuth, "no handshake.auth within the auth timeout")
+  // 1. handshake.auth, within the auth timeout (the deadline set at the upgrade).
+  const auth = yield* receive(decodeAuth, "no handshake.auth within the auth timeout")
   session.patient_agent_id = auth.patient_agent_id
   const verified = yield* Effect.mapError(verifier.verifyToken(auth), fromConsent)
   const npi = verified.claims.provider_npi
@@ -127,76 +162,73 @@ export const run = Effect.fn("HandshakeProtocol.run")(function*(connection: Conn
   // 2. handshake.challenge, bound to this connection.
   const challenge = yield* verifier.issueChallenge(session.connection_id, verified.publicKey)
   session.state = "awaiting_challenge_response"
-  yield* connection.send({
+  const now = yield* Clock.currentTimeMillis
+  // 3. handshake.challenge_response, before expires_at (and never longer than the auth timeout).
+  yield* connection.setDeadline(
+    Math.min(now + Duration.toMillis(options.authTimeout), DateTime.toEpochMillis(challenge.expiresAt))
+  )
+  yield* connection.send(encodeServerMessage({
     type: MessageType.challenge,
     nonce: challenge.nonce,
     provider_npi: npi,
     organization_npi: verifier.organizationNpi,
     expires_at: DateTime.formatIso(challenge.expiresAt)
-  })
-
-  // 3. handshake.challenge_response, before expires_at (and never longer than the auth timeout).
-  const now = yield* Clock.currentTimeMillis
-  const remaining = Duration.min(
-    options.authTimeout,
-    Duration.millis(Math.max(0, DateTime.toEpochMillis(challenge.expiresAt) - now))
-  )
-  const response = yield* receive(remaining, decodeResponse, "no handshake.challenge_response before expires_at")
+  }))
+  const response = yield* receive(decodeResponse, "no handshake.challenge_response before expires_at")
   session.state = "completing"
+  yield* connection.setDeadline(Infinity)
 
   // 4. The answer and the relationship. A frame arriving meanwhile comes after the last expected message: it
-  // is refused and the completion is abandoned (its transaction rolls back).
+  // is refused and the completion is abandoned. Already there (sent together with the answer), it is seen
+  // now; arriving while the answer is checked and stored, just before the commit (the transaction rolls back).
+  const early = beyondLast(connection.poll())
+  if (early !== undefined) return yield* Effect.fail(early)
+  yield* Effect.mapError(
+    verifier.answerChallenge(session.connection_id, challenge.nonce, response.signed_nonce),
+    fromConsent
+  )
   const provider_endpoint = Option.getOrElse(
     provider.value.provider_endpoint_url,
     () => `${options.publicUrl}/ws/provider/${npi}`
   )
-  const complete = Effect.gen(function*() {
-    yield* Effect.mapError(
-      verifier.answerChallenge(session.connection_id, challenge.nonce, response.signed_nonce),
-      fromConsent
-    )
-    const established = yield* relationships.establish({
-      patient_agent_id: verified.claims.patient_agent_id,
-      provider_npi: npi,
-      patient_public_key: verified.publicKey.b64u,
-      consented_actions: verified.claims.consented_actions
-    }, (established) =>
-      audit.append({
-        actor: `patient:${verified.claims.patient_agent_id}`,
-        action: "handshake.completed",
-        subject: established.relationship_id,
-        details: {
-          connection_id: session.connection_id,
-          status: established.status,
-          provider_npi: npi,
-          key_fingerprint: session.key_fingerprint,
-          consented_actions: verified.claims.consented_actions
+  const established = yield* relationships.establish({
+    patient_agent_id: verified.claims.patient_agent_id,
+    provider_npi: npi,
+    patient_public_key: verified.publicKey.b64u,
+    consented_actions: verified.claims.consented_actions
+  }, (established) =>
+    Effect.zipRight(
+      audit.appendAll([
+        startedEntry(session),
+        {
+          actor: `patient:${verified.claims.patient_agent_id}`,
+          action: "handshake.completed",
+          subject: established.relationship_id,
+          details: {
+            connection_id: session.connection_id,
+            status: established.status,
+            provider_npi: npi,
+            key_fingerprint: session.key_fingerprint,
+            consented_actions: verified.claims.consented_actions
+          }
         }
-      })).pipe(
-        Effect.catchTag(
-          "RelationshipKeyMismatch",
-          (e) => Effect.fail(fromConsent(new ConsentError({ reason: e.reason, message: e.message })))
-        )
+      ]),
+      Effect.suspend(() => {
+        const late = beyondLast(connection.poll())
+        return late === undefined ? Effect.void : Effect.fail(late)
+      })
+    )).pipe(
+      Effect.catchTag(
+        "RelationshipKeyMismatch",
+        (e) => Effect.fail(fromConsent(new ConsentError({ reason: e.reason, message: e.message })))
       )
-    const message: HandshakeComplete = {
-      type: MessageType.complete,
-      relationship_id: established.relationship_id,
-      provider_npi: npi,
-      provider_endpoint,
-      status: established.status
-    }
-    return message
-  })
-  const beyondLast = (inbound: Inbound): Effect.Effect<never, HandshakeFailure | ConnectionEnded> =>
-    inbound._tag === "Ended"
-      ? Effect.fail(new ConnectionEnded({ code: inbound.code, closeCode: inbound.closeCode }))
-      : Effect.fail(invalidMessage("no frame is expected after handshake.challenge_response"))
-  // Already there (sent together with the answer), or arriving while the answer is checked and stored.
-  const early = yield* connection.poll
-  if (Option.isSome(early)) return yield* beyondLast(early.value)
-  const frameAfterLast = Effect.flatMap(
-    connection.next(Duration.infinity),
-    Option.match({ onNone: () => Effect.never, onSome: beyondLast })
-  )
-  return yield* Effect.raceFirst(complete, frameAfterLast)
+    )
+  const message: HandshakeComplete = {
+    type: MessageType.complete,
+    relationship_id: established.relationship_id,
+    provider_npi: npi,
+    provider_endpoint,
+    status: established.status
+  }
+  return message
 })

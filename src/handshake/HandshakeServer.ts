@@ -2,29 +2,32 @@
  * HandshakeServer: `GET /ws/handshake` (PROTOCOL.md section 2) on the Neuron's HTTP server. It checks the
  * Origin, queues the upgrade behind the concurrency ceiling (FIFO, 503 + Retry-After past the queue time-out),
  * upgrades with its own `ws` server (frame limit, see WebSocketConnection.ts), runs the HandshakeProtocol state
- * machine and closes with the code of its outcome. Every socket lives in the request's scope: interrupting the
- * server closes open handshakes with 1001 and answers queued upgrades 503, then returns.
+ * machine and closes with the code of its outcome. A queued upgrade waits in its HTTP request; an upgraded
+ * socket is handed to a fiber of its own that owns the connection's scope (slot, socket, session), so that
+ * the request ends and a waiting connection holds little memory. Closing the server's scope answers queued
+ * upgrades 503 and stops open handshakes (1001), then waits until every connection is gone.
  */
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Clock from "effect/Clock"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
 import type { IncomingMessage } from "node:http"
 import { ConsentVerifier } from "../consent/ConsentVerifier.js"
 import { errorResponse } from "../http/ErrorBody.js"
 import { AuditLog } from "../store/AuditLog.js"
 import * as Admission from "./Admission.js"
-import { encodeServerMessage } from "./HandshakeMessages.js"
 import * as HandshakeOutcome from "./HandshakeOutcome.js"
 import * as HandshakeProtocol from "./HandshakeProtocol.js"
 import {
@@ -33,8 +36,8 @@ import {
   optionsConfig,
   resolveOptions
 } from "./HandshakeServerOptions.js"
-import type { ProviderLookup } from "./ProviderLookup.js"
-import type { RelationshipStore } from "./RelationshipStore.js"
+import { ProviderLookup } from "./ProviderLookup.js"
+import { RelationshipStore } from "./RelationshipStore.js"
 import * as WebSocketConnection from "./WebSocketConnection.js"
 
 export type { HandshakeServerOptions } from "./HandshakeServerOptions.js"
@@ -70,35 +73,51 @@ const destroyAfterAnswer = (incoming: IncomingMessage) => {
   socket.once("finish", () => socket.destroy())
 }
 
+/** A handshake in progress; `connection` is set once its socket is upgraded. */
+interface Tracked {
+  readonly session: HandshakeProtocol.SessionInfo
+  connection: WebSocketConnection.Upgraded | undefined
+}
+
 /** Builds the server; its scope owns the `ws` server and, on close, stops every handshake. */
 export const make = (options: HandshakeServerOptions) =>
   Effect.gen(function*() {
     const settings = resolveOptions(options)
-    const context = yield* Effect.context<HandshakeServerRequirements>()
+    // Taken once: a handshake uses them directly instead of looking them up in its context every time.
+    const services: HandshakeProtocol.ProtocolServices = {
+      verifier: yield* ConsentVerifier,
+      providers: yield* ProviderLookup,
+      relationships: yield* RelationshipStore,
+      audit: yield* AuditLog
+    }
     const wss = yield* WebSocketConnection.makeServer(settings)
     const admission = yield* Admission.make(settings.maxConcurrentHandshakes)
-    const stopping = yield* Deferred.make<never, HandshakeOutcome.ServerStopping>()
     const drained = yield* Effect.makeLatch(true)
-    const sessions = new Set<HandshakeProtocol.SessionInfo>()
+    const sessions = new Set<Tracked>()
+    let stopping = false
     const retryAfter = String(Math.max(1, Math.ceil(Duration.toSeconds(settings.retryAfter))))
+    const authTimeoutMillis = Duration.toMillis(settings.authTimeout)
 
-    const track = (session: HandshakeProtocol.SessionInfo) =>
-      Effect.acquireRelease(
-        Effect.sync(() => {
-          sessions.add(session)
-          drained.unsafeClose()
-        }),
-        () =>
+    // Registered on the connection's scope directly: cheaper than `acquireRelease` (no fiber-reference snapshot).
+    const track = (tracked: Tracked) =>
+      Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) => {
+        sessions.add(tracked)
+        drained.unsafeClose()
+        return Scope.addFinalizer(
+          scope,
           Effect.sync(() => {
-            sessions.delete(session)
+            sessions.delete(tracked)
             if (sessions.size === 0) drained.unsafeOpen()
           })
-      )
+        )
+      }))
 
-    // On shutdown: queued upgrades get 503, running handshakes close with 1001; wait until all are gone.
+    // On shutdown: queued upgrades get 503, running handshakes close with 1001 (their reader is told to stop
+    // before anything else it has not read yet); wait until all are gone.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        yield* Deferred.fail(stopping, new HandshakeOutcome.ServerStopping())
+        stopping = true
+        for (const tracked of sessions) tracked.connection?.stop()
         yield* admission.close
         yield* drained.await
       })
@@ -125,39 +144,53 @@ export const make = (options: HandshakeServerOptions) =>
         response.end(body)
       })
 
-    const serve = (
+    // The connections run in fibers of their own, started with the references (logger, Clock, tracer) this
+    // server was built with: a connection must not keep the HTTP request's fiber (and everything it references)
+    // alive while it waits. Their context is empty: the services are taken above, and every `Context.add` on
+    // the way (a SQL transaction adds two) copies the whole context, which measured in the CPU per handshake.
+    const built = yield* Effect.runtime<never>()
+    const runFork = Runtime.runFork(
+      Runtime.make({ context: Context.empty(), fiberRefs: built.fiberRefs, runtimeFlags: built.runtimeFlags })
+    )
+
+    /** Serves an upgraded connection to its end; runs uninterruptibly, in its own fiber. */
+    const serveConnection = (session: HandshakeProtocol.SessionInfo, connection: WebSocketConnection.Upgraded) =>
+      Effect.flatMap(
+        Effect.exit(HandshakeProtocol.run(session, connection, settings, services)),
+        (exit) => HandshakeOutcome.finish(session, connection, exit, services)
+      )
+
+    type Opened =
+      | { readonly _tag: "Answer"; readonly response: HttpServerResponse.HttpServerResponse }
+      | { readonly _tag: "Upgraded"; readonly connection: WebSocketConnection.Upgraded }
+
+    /** Waits for a slot and upgrades; everything acquired is released with the scope. */
+    const open = (
       request: HttpServerRequest.HttpServerRequest,
       incoming: IncomingMessage,
-      session: HandshakeProtocol.SessionInfo
-    ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope | HandshakeServerRequirements> =>
+      tracked: Tracked
+    ): Effect.Effect<Opened, never, Scope.Scope> =>
       Effect.gen(function*() {
+        const session = tracked.session
+        yield* track(tracked)
         const admitted = yield* admission.admit(settings.queueTimeout).pipe(
           Effect.onInterrupt(() => unavailableOnInterrupt(request, incoming))
         )
-        if (admitted === "timeout") return unavailable(incoming, "too many handshakes in progress: retry later")
-        if (admitted === "closed") return unavailable(incoming, "the neuron is shutting down")
-
-        const upgraded = yield* WebSocketConnection.upgrade(wss, incoming)
-        if (Option.isNone(upgraded)) return HttpServerResponse.empty()
+        if (admitted !== "admitted") {
+          const message = admitted === "timeout"
+            ? "too many handshakes in progress: retry later"
+            : "the neuron is shutting down"
+          return { _tag: "Answer", response: unavailable(incoming, message) } as const
+        }
+        const upgradedAt = yield* Clock.currentTimeMillis
+        const upgraded = yield* WebSocketConnection.upgrade(wss, incoming, upgradedAt + authTimeoutMillis)
+        if (Option.isNone(upgraded)) return { _tag: "Answer", response: HttpServerResponse.empty() } as const
         const connection = upgraded.value
         session.state = "awaiting_auth"
-        const protocol = HandshakeOutcome.started(session).pipe(
-          Effect.zipRight(HandshakeProtocol.run({
-            session,
-            next: connection.next,
-            poll: connection.poll,
-            send: (message) => connection.send(encodeServerMessage(message))
-          }, settings)),
-          Effect.raceFirst(Deferred.await(stopping))
-        )
-        yield* Effect.uninterruptibleMask((restore) =>
-          restore(protocol).pipe(
-            Effect.exit,
-            Effect.flatMap((exit) => HandshakeOutcome.finish(session, connection, exit))
-          )
-        )
-        // The socket is closed by the time the scope has closed: this empty answer is never written.
-        return HttpServerResponse.empty()
+        session.upgraded_at = new Date(upgradedAt).toISOString()
+        tracked.connection = connection
+        if (stopping) connection.stop()
+        return { _tag: "Upgraded", connection } as const
       })
 
     const allowed = Option.map(settings.allowedOrigins, (list) => new Set(list))
@@ -178,27 +211,39 @@ export const make = (options: HandshakeServerOptions) =>
           headers: { upgrade: "websocket" }
         })
       }
-      const session: HandshakeProtocol.SessionInfo = {
-        connection_id: randomUUID(),
-        started_at: DateTime.formatIso(yield* DateTime.now),
-        remote_address: Option.getOrNull(request.remoteAddress),
-        state: "queued",
-        provider_npi: null,
-        patient_agent_id: null,
-        key_fingerprint: null
+      const tracked: Tracked = {
+        session: {
+          connection_id: randomUUID(),
+          started_at: DateTime.formatIso(yield* DateTime.now),
+          remote_address: Option.getOrNull(request.remoteAddress),
+          state: "queued",
+          provider_npi: null,
+          patient_agent_id: null,
+          key_fingerprint: null,
+          upgraded_at: null
+        },
+        connection: undefined
       }
-      yield* track(session)
-      return yield* serve(request, incoming, session).pipe(
-        Effect.annotateLogs({ connection_id: session.connection_id })
+      // The scope of the connection: this request's until the upgrade, then the connection fiber's, which closes
+      // it at the end (the socket closed and waited for, the slot released, the session untracked).
+      const scope = yield* Scope.make()
+      return yield* Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Effect.exit(Scope.extend(restore(open(request, incoming, tracked)), scope)), (exit) => {
+          if (Exit.isFailure(exit)) return Effect.zipRight(Scope.close(scope, exit), Effect.failCause(exit.cause))
+          const opened = exit.value
+          if (opened._tag === "Answer") return Effect.as(Scope.close(scope, Exit.void), opened.response)
+          // The platform answers the request once this handler returns. It does not know the socket was
+          // upgraded (we used our own `ws` server), so its answer must not reach the socket: the Node response
+          // is detached from it, and what the platform writes into it stays buffered and is dropped.
+          NodeHttpServerRequest.toServerResponse(request).detachSocket(incoming.socket)
+          runFork(Effect.ensuring(serveConnection(tracked.session, opened.connection), Scope.close(scope, Exit.void)))
+          return Effect.succeed(HttpServerResponse.empty())
+        })
       )
-    }).pipe(
-      Effect.scoped,
-      Effect.provide(context),
-      Effect.annotateLogs({ service: "HandshakeServer" })
-    )
+    })
 
     const activeSessions = Effect.sync(() =>
-      Array.from(sessions, (s): ActiveHandshake => ({
+      Array.from(sessions, ({ session: s }): ActiveHandshake => ({
         connection_id: s.connection_id,
         started_at: s.started_at,
         state: s.state,

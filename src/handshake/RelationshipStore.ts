@@ -2,7 +2,7 @@
  * RelationshipStore: the consent relationships a completed handshake creates (table `relationships` of
  * `NeuronMigrations`). At most one active relationship per (patient, provider) is enforced by the database
  * (the unique partial index `relationships_active`), so two handshakes racing for the same pair leave one row:
- * the insert that loses the race does nothing and reads the winner's row instead.
+ * the insert that loses the race gets the winner's row back instead (one upsert statement, see `upsert`).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqlSchema from "@effect/sql/SqlSchema"
@@ -47,6 +47,16 @@ export class RelationshipKeyMismatch extends Schema.TaggedError<RelationshipKeyM
   message: Schema.String
 }) {}
 
+/** The stored `consented_actions` text as a list of strings; undefined when it is not one. */
+const parseActions = (text: string): ReadonlyArray<string> | undefined => {
+  try {
+    const value: unknown = JSON.parse(text)
+    return Array.isArray(value) && value.every((a) => typeof a === "string") ? value : undefined
+  } catch {
+    return undefined
+  }
+}
+
 const PairRequest = Schema.Struct({ patient_agent_id: Schema.String, provider_npi: Schema.String })
 
 /** Builds the store on the host's SqlClient. */
@@ -60,26 +70,51 @@ export const make = Effect.gen(function*() {
       sql`SELECT * FROM relationships
           WHERE patient_agent_id = ${r.patient_agent_id} AND provider_npi = ${r.provider_npi} AND status = 'active'`
   })
-  const insertNew = SqlSchema.findAll({
-    Request: Relationship,
-    Result: Schema.Struct({ relationship_id: Schema.String }),
-    // The conflict target names the partial index: only an active duplicate is skipped, any other
-    // constraint violation still fails loudly.
-    execute: (row) =>
-      sql`INSERT INTO relationships ${sql.insert(row)}
-          ON CONFLICT (patient_agent_id, provider_npi) WHERE status = 'active' DO NOTHING
-          RETURNING relationship_id`
-  })
-  const updateActions = SqlSchema.void({
-    Request: Schema.Struct({
-      relationship_id: Schema.String,
-      consented_actions: Relationship.fields.consented_actions,
-      updated_at: Schema.String
-    }),
-    execute: (r) =>
-      sql`UPDATE relationships SET consented_actions = ${r.consented_actions}, updated_at = ${r.updated_at}
-          WHERE relationship_id = ${r.relationship_id}`
-  })
+  // The handshake's hot path uses plain statements: no Schema encoding of a row it built itself.
+  // One statement creates the relationship or, when an active one with the same key exists, brings it to the
+  // consent just verified and returns it: the conflict target names the partial index (only an active
+  // duplicate conflicts; any other constraint violation still fails loudly), and a key that differs updates
+  // nothing and returns nothing. `updated_at` moves only when the actions change (compared as JSON values).
+  const upsert = (row: {
+    readonly relationship_id: string
+    readonly request: EstablishRequest
+    readonly actions: string
+    readonly now: string
+  }) =>
+    sql<{ relationship_id: string }>`INSERT INTO relationships
+        (relationship_id, patient_agent_id, provider_npi, patient_public_key, consented_actions, status,
+         created_at, updated_at)
+        VALUES (${row.relationship_id}, ${row.request.patient_agent_id}, ${row.request.provider_npi},
+          ${row.request.patient_public_key}, ${row.actions}, 'active', ${row.now}, ${row.now})
+        ON CONFLICT (patient_agent_id, provider_npi) WHERE status = 'active' DO UPDATE SET
+          updated_at = CASE WHEN json(relationships.consented_actions) = json(excluded.consented_actions)
+            THEN relationships.updated_at ELSE excluded.updated_at END,
+          consented_actions = CASE WHEN json(relationships.consented_actions) = json(excluded.consented_actions)
+            THEN relationships.consented_actions ELSE excluded.consented_actions END
+          WHERE relationships.patient_public_key = excluded.patient_public_key
+        RETURNING relationship_id`
+  const findActiveKey = (r: EstablishRequest) =>
+    Effect.flatMap(
+      sql<{ relationship_id: unknown; patient_public_key: unknown; consented_actions: unknown }>`SELECT
+          relationship_id, patient_public_key, consented_actions FROM relationships
+          WHERE patient_agent_id = ${r.patient_agent_id} AND provider_npi = ${r.provider_npi} AND status = 'active'`,
+      (rows) => {
+        const row = rows[0]
+        if (row === undefined) return Effect.succeed(Option.none())
+        const actions = typeof row.consented_actions === "string" ? parseActions(row.consented_actions) : undefined
+        if (
+          typeof row.relationship_id !== "string" || typeof row.patient_public_key !== "string" ||
+          actions === undefined
+        ) {
+          return Effect.dieMessage("relationships: an active row is undecodable")
+        }
+        return Effect.succeed(Option.some({
+          relationship_id: row.relationship_id,
+          patient_public_key: row.patient_public_key,
+          consented_actions: actions
+        }))
+      }
+    )
   const findAll = SqlSchema.findAll({
     Request: Schema.Struct({
       patient_agent_id: Schema.NullOr(Schema.String),
@@ -95,9 +130,6 @@ export const make = Effect.gen(function*() {
       } ORDER BY created_at, relationship_id`
   })
 
-  const sameActions = (a: ReadonlyArray<string>, b: ReadonlyArray<string>) =>
-    a.length === b.length && a.every((x, i) => x === b[i])
-
   /**
    * Creates the relationship, or returns the active one for the same patient, provider and key. The latest
    * consent governs: an existing relationship takes the consented actions of the token just verified.
@@ -109,44 +141,31 @@ export const make = Effect.gen(function*() {
   ): Effect.Effect<Established, RelationshipKeyMismatch | E> =>
     Effect.gen(function*() {
       const now = DateTime.formatIso(yield* DateTime.now)
-      // Two rounds at most: the second only when the winning row was revoked between our insert and read.
+      const actions = JSON.stringify(request.consented_actions)
+      // Two rounds at most: the second only if the conflicting row was revoked before it could be read.
       for (let round = 0; round < 2; round++) {
         const relationship_id = randomUUID()
-        const inserted = yield* insertNew({
-          relationship_id,
-          patient_agent_id: request.patient_agent_id,
-          provider_npi: request.provider_npi,
-          patient_public_key: request.patient_public_key,
-          consented_actions: request.consented_actions,
-          status: "active",
-          created_at: now,
-          updated_at: now
-        })
-        if (inserted.length > 0) return { relationship_id, status: "new" } satisfies Established
-        const existing = yield* findActive(request)
-        if (Option.isNone(existing)) continue
-        const row = existing.value
-        if (row.patient_public_key !== request.patient_public_key) {
-          return yield* new RelationshipKeyMismatch({
-            reason: "key_mismatch",
-            message: "patient_public_key differs from the key of the existing relationship with this provider"
-          })
-        }
-        if (!sameActions(row.consented_actions, request.consented_actions)) {
-          yield* updateActions({
+        const [row] = yield* upsert({ relationship_id, request, actions, now })
+        if (row !== undefined) {
+          return {
             relationship_id: row.relationship_id,
-            consented_actions: request.consented_actions,
-            updated_at: now
-          })
+            status: row.relationship_id === relationship_id ? "new" : "existing"
+          } satisfies Established
         }
-        return { relationship_id: row.relationship_id, status: "existing" } satisfies Established
+        // An active relationship with another key (or one revoked meanwhile: try again).
+        const existing = yield* findActiveKey(request)
+        if (Option.isNone(existing)) continue
+        return yield* new RelationshipKeyMismatch({
+          reason: "key_mismatch",
+          message: "patient_public_key differs from the key of the existing relationship with this provider"
+        })
       }
       return yield* Effect.dieMessage("relationships: the active relationship vanished twice while establishing")
     }).pipe(
       Effect.tap((established) => within === undefined ? Effect.void : within(established)),
       sql.withTransaction,
-      Effect.catchTag("SqlError", "ParseError", Effect.die),
-      Effect.withSpan("RelationshipStore.establish")
+      // No span of its own: it runs once per handshake, inside the handshake's.
+      Effect.catchTag("SqlError", Effect.die)
     )
 
   /** The relationships, optionally only one patient's or one provider's, oldest first. */

@@ -1,0 +1,92 @@
+/**
+ * What both modes of `pnpm bench handshake` share: the data folder (on /dev/shm when there is one), the child
+ * processes (forked with tsx, stopped at the end), asking them over IPC, formatting, and a time limit.
+ */
+import { type ChildProcess, fork } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as V8 from "node:v8"
+import * as Vm from "node:vm"
+
+/** The whole run stops by itself after this long, whatever happens. */
+const DEADLINE_MS = 6 * 60_000
+
+const here = Path.dirname(fileURLToPath(import.meta.url))
+const children: Array<ChildProcess> = []
+
+/** Where the SQLite files live: /dev/shm when there is one (the work disk is noisy: TRAPS.md). */
+export const base = Fs.existsSync("/dev/shm") ? "/dev/shm" : Os.tmpdir()
+/** This run's folder, removed at the end. */
+export const dataDir = Fs.mkdtempSync(Path.join(base, "handshake-bench-"))
+
+V8.setFlagsFromString("--expose-gc")
+/** A full garbage collection of this process. */
+export const gc: () => void = Vm.runInNewContext("gc")
+
+/** Forks `file` (next to this one) with tsx; resolves with its first message (`port` for a server). */
+export const start = (file: string, args: Array<string>): Promise<{ child: ChildProcess; port?: number }> =>
+  new Promise((resolve, reject) => {
+    const child = fork(Path.join(here, file), args, { execArgv: ["--import", "tsx", "--expose-gc"], stdio: "inherit" })
+    children.push(child)
+    child.once("message", (message: any) => resolve({ child, port: message.port }))
+    child.once("exit", (code) => reject(new Error(`${file} exited with ${code}`)))
+  })
+
+/** Sends `message` and resolves with the child's next message. */
+export const ask = <A>(child: ChildProcess, message: object): Promise<A> =>
+  new Promise((resolve) => {
+    child.once("message", (answer: any) => resolve(answer))
+    child.send(message)
+  })
+
+/** Asks a child to stop and waits until it has exited. */
+export const stop = (child: ChildProcess) =>
+  new Promise<void>((resolve) => {
+    if (child.exitCode !== null) return resolve()
+    child.removeAllListeners("exit")
+    child.once("exit", () => resolve())
+    child.send({ cmd: "stop" })
+  })
+
+export const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits })
+export const mib = (bytes: number) => `${fmt(bytes / 1024 / 1024)} MiB`
+export const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+export const percentile = (xs: ReadonlyArray<number>, p: number) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!
+}
+/** One row of a Markdown table. */
+export const line = (cells: ReadonlyArray<string>) => console.log(`| ${cells.join(" | ")} |`)
+
+/** The machine note printed first. */
+export const machine = () =>
+  `${Os.cpus().length} cores (${Os.cpus()[0]?.model.trim()}), shared; load average ${
+    Os.loadavg().map((l) => l.toFixed(2)).join(" ")
+  } at the start; Node ${process.version}; data on ${base}`
+
+/** Stops every child at once and removes the data folder (on the time limit, or Ctrl-C / SIGTERM). */
+const abort = (why: string) => {
+  console.error(why)
+  for (const child of children) if (child.exitCode === null) child.kill("SIGKILL")
+  Fs.rmSync(dataDir, { recursive: true, force: true })
+  process.exit(1)
+}
+
+/** Runs `main`, then (or on the time limit, or on a signal) stops every child and removes the data folder. */
+export const run = async (main: () => Promise<void>) => {
+  const deadline = setTimeout(
+    () => abort(`the benchmark did not finish within ${DEADLINE_MS / 60_000} minutes: stopping`),
+    DEADLINE_MS
+  )
+  deadline.unref()
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => abort(`${signal}: stopping`))
+  try {
+    await main()
+  } finally {
+    for (const child of children) if (child.exitCode === null) child.kill()
+    Fs.rmSync(dataDir, { recursive: true, force: true })
+  }
+  process.exit(process.exitCode ?? 0)
+}

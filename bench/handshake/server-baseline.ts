@@ -1,0 +1,198 @@
+/**
+ * The bare baseline of `pnpm bench handshake`, a child process: a plain `ws` server (no Effect) doing the work
+ * of the handshake with the same messages on the wire. Per connection: JSON.parse of each frame, the key
+ * checked (canonical, not small-order) and imported once as a JWK, the consent token's signature verified,
+ * its claims parsed and checked, a nonce of 32 random bytes, the nonce's signature verified, then one
+ * relationship insert (`ON CONFLICT DO NOTHING`, and a read when it already existed) with better-sqlite3 on
+ * WAL + synchronous = FULL, `handshake.complete`, close 1000.
+ */
+import { ed25519, ED25519_TORSION_SUBGROUP } from "@noble/curves/ed25519.js"
+import { createPublicKey, type KeyObject, randomBytes, randomUUID, verify } from "node:crypto"
+import * as Fs from "node:fs"
+import * as Http from "node:http"
+import { Session } from "node:inspector/promises"
+import { createRequire } from "node:module"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { type WebSocket, WebSocketServer } from "ws"
+import { memory, ORG, PATH, PROVIDER } from "./common.js"
+
+// better-sqlite3 is a dependency of @effect/sql-sqlite-node only: resolve it from there.
+const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../..")
+const requireSqlite = createRequire(
+  Path.join(Fs.realpathSync(Path.join(root, "node_modules", "@effect/sql-sqlite-node")), "package.json")
+)
+const Database = requireSqlite("better-sqlite3")
+
+const AUTH_TIMEOUT_MS = Number(process.argv[3] ?? 10_000)
+const db = new Database(process.argv[2]!)
+db.pragma("journal_mode = WAL")
+db.pragma("synchronous = FULL")
+db.exec(`CREATE TABLE IF NOT EXISTS relationships (
+  relationship_id TEXT PRIMARY KEY, patient_agent_id TEXT NOT NULL, provider_npi TEXT NOT NULL,
+  patient_public_key TEXT NOT NULL, consented_actions TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('active','revoked')), created_at TEXT NOT NULL, updated_at TEXT NOT NULL)`)
+db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS relationships_active
+  ON relationships (patient_agent_id, provider_npi) WHERE status = 'active'`)
+const insert = db.prepare(`INSERT INTO relationships VALUES (?, ?, ?, ?, ?, 'active', ?, ?)
+  ON CONFLICT (patient_agent_id, provider_npi) WHERE status = 'active' DO NOTHING RETURNING relationship_id`)
+const findActive = db.prepare(`SELECT relationship_id, patient_public_key FROM relationships
+  WHERE patient_agent_id = ? AND provider_npi = ? AND status = 'active'`)
+
+const P = ed25519.Point.Fp.ORDER
+const TORSION_Y = new Set(ED25519_TORSION_SUBGROUP.map((hex) => ed25519.Point.fromHex(hex).y))
+const B64U = /^[A-Za-z0-9_-]+$/
+
+/** Strict base64url of exactly `bytes` bytes (unpadded, canonical), else undefined. */
+const fixed = (text: unknown, bytes: number): Buffer | undefined => {
+  if (typeof text !== "string" || text.length !== Math.ceil((bytes * 4) / 3) || !B64U.test(text)) return undefined
+  const decoded = Buffer.from(text, "base64url")
+  return decoded.length === bytes && decoded.toString("base64url") === text ? decoded : undefined
+}
+
+const importKey = (text: string): KeyObject | undefined => {
+  const raw = fixed(text, 32)
+  if (raw === undefined) return undefined
+  raw[31] = raw[31]! & 0x7f
+  const y = BigInt("0x" + Buffer.from(raw).reverse().toString("hex"))
+  if (y >= P || TORSION_Y.has(y)) return undefined
+  return createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: text }, format: "jwk" })
+}
+
+const fail = (ws: WebSocket, code: string, closeCode: number, message: string) => {
+  ws.send(JSON.stringify({ type: "handshake.error", code, message }))
+  ws.close(closeCode, code)
+}
+
+const onConnection = (ws: WebSocket) => {
+  let state: "auth" | "response" | "done" = "auth"
+  let key: KeyObject | undefined
+  let nonce: Buffer | undefined
+  let claims: any
+  let publicKey = ""
+  const timer = setTimeout(
+    () => fail(ws, "AUTH_TIMEOUT", 4001, "no handshake.auth within the auth timeout"),
+    AUTH_TIMEOUT_MS
+  )
+  ws.once("close", () => clearTimeout(timer))
+  ws.on("error", () => {})
+  ws.on("message", (data, isBinary) => {
+    if (state === "done") return
+    let message: any
+    try {
+      if (isBinary) throw new Error()
+      message = JSON.parse(data.toString())
+      if (typeof message !== "object" || message === null) throw new Error()
+    } catch {
+      state = "done"
+      return fail(ws, "INVALID_MESSAGE", 4002, "the frame is not a JSON object")
+    }
+    if (state === "auth") {
+      state = "done"
+      if (message.type !== "handshake.auth" || typeof message.patient_public_key !== "string") {
+        return fail(ws, "INVALID_MESSAGE", 4002, "expected handshake.auth")
+      }
+      const signature = fixed(message.consent_token_signature, 64)
+      key = importKey(message.patient_public_key)
+      const text = message.consent_token_payload
+      const payload = typeof text === "string" && B64U.test(text) ? Buffer.from(text, "base64url") : undefined
+      if (
+        signature === undefined || key === undefined || payload === undefined || payload.toString("base64url") !== text
+      ) {
+        return fail(ws, "INVALID_MESSAGE", 4002, "malformed consent token")
+      }
+      if (!verify(null, payload, key, signature)) return fail(ws, "CONSENT_FAILED", 4003, "invalid signature")
+      claims = JSON.parse(payload.toString("utf8"))
+      const now = Date.now()
+      if (
+        claims.patient_agent_id !== message.patient_agent_id || claims.exp * 1000 <= now ||
+        claims.iat * 1000 > now + 60_000 || (claims.organization_npi !== undefined && claims.organization_npi !== ORG)
+      ) {
+        return fail(ws, "CONSENT_FAILED", 4003, "consent refused")
+      }
+      if (claims.provider_npi !== PROVIDER) return fail(ws, "PROVIDER_NOT_FOUND", 4004, "unknown provider")
+      publicKey = message.patient_public_key
+      nonce = randomBytes(32)
+      state = "response"
+      ws.send(JSON.stringify({
+        type: "handshake.challenge",
+        nonce: nonce.toString("hex"),
+        provider_npi: PROVIDER,
+        organization_npi: ORG,
+        expires_at: new Date(now + AUTH_TIMEOUT_MS).toISOString()
+      }))
+      return
+    }
+    state = "done"
+    clearTimeout(timer)
+    const signed = message.type === "handshake.challenge_response" ? fixed(message.signed_nonce, 64) : undefined
+    if (signed === undefined) return fail(ws, "INVALID_MESSAGE", 4002, "expected handshake.challenge_response")
+    if (!verify(null, nonce!, key!, signed)) return fail(ws, "CONSENT_FAILED", 4003, "challenge failed")
+    const now = new Date().toISOString()
+    const id = randomUUID()
+    const actions = JSON.stringify(claims.consented_actions)
+    let relationship_id: string = insert.get(id, claims.patient_agent_id, PROVIDER, publicKey, actions, now, now)
+      ?.relationship_id
+    let status = "new"
+    if (relationship_id === undefined) {
+      const row = findActive.get(claims.patient_agent_id, PROVIDER)
+      if (row.patient_public_key !== publicKey) return fail(ws, "CONSENT_FAILED", 4003, "key mismatch")
+      relationship_id = row.relationship_id
+      status = "existing"
+    }
+    ws.send(JSON.stringify({
+      type: "handshake.complete",
+      relationship_id,
+      provider_npi: PROVIDER,
+      provider_endpoint: `http://127.0.0.1/ws/provider/${PROVIDER}`,
+      status
+    }))
+    ws.close(1000, "handshake complete")
+  })
+}
+
+const wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: 65_536, perMessageDeflate: false })
+const server = Http.createServer({ headersTimeout: 5_000, requestTimeout: 10_000, connectionsCheckingInterval: 1_000 })
+server.on("request", (_req, res) => {
+  res.writeHead(426).end()
+})
+server.on("upgrade", (req, socket, head) => {
+  if (req.url !== PATH) {
+    socket.end("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+    return
+  }
+  wss.handleUpgrade(req, socket, head, onConnection)
+})
+server.listen(0, "127.0.0.1", () => {
+  const address = server.address() as { port: number }
+  process.send!({ ready: true, port: address.port })
+})
+
+const gc = (globalThis as { gc?: () => void }).gc
+let session: Session | undefined
+process.on("message", async (message: any) => {
+  // A CPU profile of this process between "start" and "stop" (BENCH_PROFILE), written to `message.file`.
+  if (message.cmd === "profile-start") {
+    session = new Session()
+    session.connect()
+    await session.post("Profiler.enable")
+    await session.post("Profiler.start")
+    process.send!({ ok: true })
+  }
+  if (message.cmd === "profile-stop" && session !== undefined) {
+    const { profile } = await session.post("Profiler.stop")
+    Fs.writeFileSync(message.file, JSON.stringify(profile))
+    session.disconnect()
+    process.send!({ ok: true })
+  }
+  if (message.cmd === "cpu") process.send!(process.cpuUsage())
+  if (message.cmd === "memory") {
+    if (message.gc === true) gc?.()
+    process.send!(memory())
+  }
+  if (message.cmd === "stop") {
+    server.close()
+    db.close()
+    process.exit(0)
+  }
+})

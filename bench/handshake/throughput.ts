@@ -1,0 +1,212 @@
+/**
+ * The throughput mode of `pnpm bench handshake`: alternating rounds against the Neuron (in this process) and the
+ * baseline (a child), from the load process; then a paced load at half the Neuron's rate. See main.ts.
+ */
+import * as Fs from "node:fs"
+import { Session } from "node:inspector/promises"
+import * as Path from "node:path"
+import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks"
+import { type Cpu, type Memory, memory, PATH, type RoundResult } from "./common.js"
+import { ask, base, dataDir, fmt, line, machine, median, mib, percentile, start, stop } from "./harness.js"
+import { startNeuron } from "./neuron.js"
+import { buckets } from "./profile.js"
+
+const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 20_000)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64)
+const PATIENTS = Number(process.env.BENCH_PATIENTS ?? 2_000)
+const WITHOUT_HTTP_SPANS = process.env.BENCH_NO_HTTP_SPANS === "1"
+const PROFILE = process.env.BENCH_PROFILE
+const WARMUP = 1_000
+const PACED_WARMUP_SECONDS = 2
+const PACED_SECONDS = 5
+
+const cpuOf = (before: Cpu, after: Cpu) => after.user + after.system - before.user - before.system
+
+/** A CPU profile of this process (the Neuron's) between `start` and `stop`. */
+const selfProfiler = () => {
+  const session = new Session()
+  session.connect()
+  return {
+    start: async () => {
+      await session.post("Profiler.enable")
+      await session.post("Profiler.start")
+    },
+    stop: async (file: string) => {
+      const { profile } = await session.post("Profiler.stop")
+      Fs.writeFileSync(file, JSON.stringify(profile))
+    }
+  }
+}
+
+/** Runs the throughput mode and prints its table. */
+export const throughput = async () => {
+  console.log(`machine: ${machine()}`)
+  console.log(`SQLite files in ${dataDir} (neuron.db: the Neuron's, baseline.db: the baseline's)`)
+  const neuron = await startNeuron({
+    filename: Path.join(dataDir, "neuron.db"),
+    authTimeoutMs: 10_000,
+    maxConcurrentHandshakes: 1000,
+    withoutHttpSpans: WITHOUT_HTTP_SPANS
+  })
+  const baseline = await start("server-baseline.ts", [Path.join(dataDir, "baseline.db"), "10000"])
+  let t = Date.now()
+  const load = (await start("load.ts", [String(PATIENTS)])).child
+  console.log(
+    `load process ready: ${fmt(PATIENTS)} patients (keys from 32 random bytes, tokens signed) in ${
+      fmt((Date.now() - t) / 1000, 1)
+    } s`
+  )
+  const neuronUrl = `ws://127.0.0.1:${neuron.port}${PATH}`
+  const baselineUrl = `ws://127.0.0.1:${baseline.port}${PATH}`
+  const neuronCpu = async () => process.cpuUsage()
+  const baselineCpu = () => ask<Cpu>(baseline.child, { cmd: "cpu" })
+  const profiler = PROFILE === undefined ? undefined : selfProfiler()
+  if (PROFILE !== undefined) Fs.mkdirSync(PROFILE, { recursive: true })
+
+  const round = async (url: string, cpu: () => Promise<Cpu>, count: number) => {
+    const before = await cpu()
+    const result = await ask<RoundResult>(load, { cmd: "run", url, count, concurrency: CONCURRENCY })
+    const after = await cpu()
+    return { ...result, cpuUs: cpuOf(before, after) / Math.max(1, result.ok + result.errors) }
+  }
+  type Round = Awaited<ReturnType<typeof round>>
+  const report = (name: string, r: Round) =>
+    `${name} ${fmt(r.perSecond)}/s (${fmt(r.ok)} ok, ${r.errors} errors${
+      r.firstError === undefined ? "" : `: ${r.firstError}`
+    }; p50 ${fmt(r.p50, 1)} ms, p99 ${fmt(r.p99, 1)} ms; server CPU ${fmt(r.cpuUs)} µs, load CPU ${
+      fmt(r.loadCpuUs)
+    } µs per handshake)`
+
+  t = Date.now()
+  await round(baselineUrl, baselineCpu, WARMUP)
+  await round(neuronUrl, neuronCpu, WARMUP)
+  console.log(`warm-up: ${fmt(WARMUP)} handshakes each in ${fmt((Date.now() - t) / 1000, 1)} s`)
+
+  const perRound = Math.ceil(HANDSHAKES / ROUNDS)
+  const rounds: Array<{ neuron: Round; baseline: Round }> = []
+  for (let i = 1; i <= ROUNDS; i++) {
+    const last = i === ROUNDS && PROFILE !== undefined
+    if (last) await ask(baseline.child, { cmd: "profile-start" })
+    const b = await round(baselineUrl, baselineCpu, perRound)
+    if (last) await ask(baseline.child, { cmd: "profile-stop", file: Path.join(PROFILE, "baseline.cpuprofile") })
+    if (last) await profiler!.start()
+    const n = await round(neuronUrl, neuronCpu, perRound)
+    if (last) await profiler!.stop(Path.join(PROFILE, "neuron.cpuprofile"))
+    rounds.push({ neuron: n, baseline: b })
+    console.log(`round ${i}: ${report("baseline", b)}`)
+    console.log(`round ${i}: ${report("neuron  ", n)}; ratio ${fmt(n.perSecond / b.perSecond, 2)}`)
+  }
+
+  const total = (pick: (r: { neuron: Round; baseline: Round }) => Round) => {
+    const rs = rounds.map(pick)
+    const ok = rs.reduce((s, r) => s + r.ok, 0)
+    const seconds = rs.reduce((s, r) => s + r.seconds, 0)
+    const latencies = rs.flatMap((r) => r.latencies)
+    return {
+      ok,
+      errors: rs.reduce((s, r) => s + r.errors, 0),
+      created: rs.reduce((s, r) => s + r.created, 0),
+      existing: rs.reduce((s, r) => s + r.existing, 0),
+      perSecond: ok / seconds,
+      p50: percentile(latencies, 0.5),
+      p99: percentile(latencies, 0.99),
+      cpuUs: rs.reduce((s, r) => s + r.cpuUs * (r.ok + r.errors), 0) / Math.max(1, ok),
+      loadCpuUs: median(rs.map((r) => r.loadCpuUs))
+    }
+  }
+  const n = total((r) => r.neuron)
+  const b = total((r) => r.baseline)
+  const ratio = median(rounds.map((r) => r.neuron.perSecond / r.baseline.perSecond))
+
+  // Below saturation: half of the Neuron's measured throughput, offered at a fixed rate to both servers, after
+  // a warm-up at that rate (steady state, not the garbage left by the saturated rounds). The Neuron's event
+  // loop delay and its longest GC pause are watched while it is measured.
+  const rate = Math.max(10, Math.round(n.perSecond / 2))
+  const pacedCount = Math.min(5_000, rate * PACED_SECONDS)
+  const paced = (url: string, seconds: number) =>
+    ask<RoundResult>(load, { cmd: "paced", url, rate, count: Math.min(5_000, Math.round(rate * seconds)) })
+  await paced(neuronUrl, PACED_WARMUP_SECONDS)
+  const loop = monitorEventLoopDelay({ resolution: 5 })
+  let longestGc = 0
+  const gcs = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) longestGc = Math.max(longestGc, entry.duration)
+  })
+  gcs.observe({ entryTypes: ["gc"] })
+  loop.enable()
+  const pacedCpu = process.cpuUsage()
+  const neuronPaced = await ask<RoundResult>(load, { cmd: "paced", url: neuronUrl, rate, count: pacedCount })
+  const neuronPacedCpuUs = cpuOf({ user: 0, system: 0 }, process.cpuUsage(pacedCpu))
+  loop.disable()
+  gcs.disconnect()
+  await paced(baselineUrl, PACED_WARMUP_SECONDS)
+  const basePaced = await ask<RoundResult>(load, { cmd: "paced", url: baselineUrl, rate, count: pacedCount })
+
+  const neuronRss = memory().maxRss
+  const baseRss = (await ask<Memory>(baseline.child, { cmd: "memory" })).maxRss
+  await neuron.close()
+  await stop(baseline.child)
+  await stop(load)
+
+  console.log("")
+  console.log(
+    `## Consent handshake (${fmt(ROUNDS)} alternating rounds of ${
+      fmt(perRound)
+    } handshakes per server, concurrency ${CONCURRENCY}, ${fmt(PATIENTS)} patients, data on ${base}${
+      WITHOUT_HTTP_SPANS ? ", no HTTP span for /ws/handshake" : ""
+    })`
+  )
+  line(["measure", "neuron (HandshakeServer)", "baseline (ws + better-sqlite3)"])
+  line(["---", "---", "---"])
+  line(["handshakes/s (all rounds)", fmt(n.perSecond), fmt(b.perSecond)])
+  line(["ratio neuron / baseline (median of rounds)", `${fmt(ratio, 2)} (target ≥ 0.8)`, ""])
+  line(["handshakes ok / errors", `${fmt(n.ok)} / ${n.errors}`, `${fmt(b.ok)} / ${b.errors}`])
+  line([
+    "relationships new / existing",
+    `${fmt(n.created)} / ${fmt(n.existing)}`,
+    `${fmt(b.created)} / ${fmt(b.existing)}`
+  ])
+  line([
+    `p50 / p99 at concurrency ${CONCURRENCY}, saturated (ms; ≈ ${CONCURRENCY} / throughput)`,
+    `${fmt(n.p50, 1)} / ${fmt(n.p99, 1)}`,
+    `${fmt(b.p50, 1)} / ${fmt(b.p99, 1)}`
+  ])
+  line([
+    `p50 / p99 paced at ${fmt(rate)}/s, ½ of the neuron's rate (ms)`,
+    `${fmt(neuronPaced.p50, 1)} / ${fmt(neuronPaced.p99, 1)} (target p99 < 50; ${neuronPaced.errors} errors)`,
+    `${fmt(basePaced.p50, 1)} / ${fmt(basePaced.p99, 1)} (${basePaced.errors} errors)`
+  ])
+  line([
+    "neuron while paced: event-loop delay p99 / max, longest GC pause (ms)",
+    `${fmt(loop.percentile(99) / 1e6, 1)} / ${fmt(loop.max / 1e6, 1)}, ${fmt(longestGc, 1)}`,
+    ""
+  ])
+  line(["server CPU per handshake (µs), saturated", fmt(n.cpuUs), fmt(b.cpuUs)])
+  line([
+    "server CPU per handshake (µs), paced",
+    fmt(neuronPacedCpuUs / Math.max(1, neuronPaced.ok + neuronPaced.errors)),
+    ""
+  ])
+  line(["load process CPU per handshake (µs, median round)", fmt(n.loadCpuUs), fmt(b.loadCpuUs)])
+  line(["peak RSS", mib(neuronRss), mib(baseRss)])
+
+  if (PROFILE !== undefined) {
+    const last = rounds[rounds.length - 1]!
+    const nb = buckets(Path.join(PROFILE, "neuron.cpuprofile"), last.neuron.ok)
+    const bb = new Map(buckets(Path.join(PROFILE, "baseline.cpuprofile"), last.baseline.ok))
+    console.log(
+      `\n### Where the CPU goes (last round, profiled: µs per handshake, inflated by the profiler; files in ${PROFILE})`
+    )
+    line(["self time in", "neuron", "baseline"])
+    line(["---", "---", "---"])
+    for (const [name, us] of nb) line([name, fmt(us), fmt(bb.get(name) ?? 0)])
+    line(["total", fmt(nb.reduce((s, [, us]) => s + us, 0)), fmt([...bb.values()].reduce((s, us) => s + us, 0))])
+  }
+  console.log(
+    `\ntargets: ratio ≥ 0.8 ${ratio >= 0.8 ? "met" : "NOT met"} (${fmt(ratio, 2)}); p99 < 50 ms below saturation ${
+      neuronPaced.p99 < 50 ? "met" : "NOT met"
+    } (${fmt(neuronPaced.p99, 1)} ms at ${fmt(rate)}/s); p99 < 50 ms saturated at concurrency ${CONCURRENCY} ${
+      n.p99 < 50 ? "met" : "NOT met"
+    } (${fmt(n.p99, 1)} ms)`
+  )
+}
