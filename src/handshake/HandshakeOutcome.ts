@@ -11,6 +11,7 @@ import * as Exit from "effect/Exit"
 import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import type { ConsentVerifier } from "../consent/ConsentVerifier.js"
+import { describeCause } from "../log/Causes.js"
 import type { AuditInput, AuditLog } from "../store/AuditLog.js"
 import {
   closeCodeOf,
@@ -27,13 +28,6 @@ export class ServerStopping extends Data.TaggedError("ServerStopping") {}
 
 /** How a handshake ended. */
 export type Outcome = Exit.Exit<HandshakeComplete, HandshakeFailure | ConnectionEnded | ServerStopping>
-
-/** A defect described by name and message only, for a log line: no stack, no SQL text, nothing from the peer. */
-export const describeDefect = (cause: Cause.Cause<unknown>): string => {
-  const error = Cause.squash(cause)
-  const text = error instanceof Error ? `${error.name}: ${error.message}` : "a non-error value"
-  return text.length > 200 ? text.slice(0, 197) + "..." : text
-}
 
 /**
  * The `handshake.started` entry of an upgraded connection, dated at its upgrade. It is written with the
@@ -69,7 +63,7 @@ const failed = (audit: AuditLog, session: SessionInfo, code: string, closeCode: 
         Effect.annotateLogs({
           service: "HandshakeServer",
           connection_id: session.connection_id,
-          error: describeDefect(cause)
+          error: describeCause(cause)
         })
       )
     )
@@ -123,7 +117,7 @@ export const finish = (
         Effect.annotateLogs({
           service: "HandshakeServer",
           connection_id: session.connection_id,
-          error: describeDefect(cause)
+          error: describeCause(cause)
         })
       )
     }

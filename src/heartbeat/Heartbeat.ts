@@ -15,7 +15,7 @@ import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import { isConflict } from "../axon/AxonError.js"
 import { NeuronHealth } from "../health/NeuronHealth.js"
-import { describeCause } from "../http/ApiErrors.js"
+import { describeCause } from "../log/Causes.js"
 import { RegistrationService } from "../registration/RegistrationService.js"
 import { heartbeatSchedule, steady } from "./Backoff.js"
 

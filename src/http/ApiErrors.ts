@@ -16,6 +16,7 @@ import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { describeCause } from "../log/Causes.js"
 import { InvalidRequest, ServerError } from "../registry/AxonApi.js"
 import { describeIssues, errorResponse } from "./ErrorBody.js"
 import * as RequestBody from "./RequestBody.js"
@@ -57,20 +58,6 @@ const withoutOptionalNoise = (issues: ReadonlyArray<HttpApiDecodeError["issues"]
     !issue.message.startsWith("Expected undefined") ||
     !issues.some((other) => other !== issue && other.path.join(".") === issue.path.join("."))
   )
-
-/**
- * Names an unexpected failure for a log line: the messages down its `cause` chain (the operator wants "no such
- * table", not only "SqlError"), never a stack trace.
- */
-export const describeCause = (cause: Cause.Cause<unknown>): string => {
-  const error: unknown = Cause.squash(cause)
-  const out: Array<string> = []
-  for (let e: unknown = error, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
-    out.push(e instanceof Error ? `${e.name}: ${e.message}` : String(e))
-    e = e instanceof Error ? e.cause : undefined
-  }
-  return out.join(" <- ")
-}
 
 const toApiFailure = (
   what: string,
