@@ -24,14 +24,14 @@ const Main = Layer.unwrapEffect(
     const settings = yield* NeuronConfig
     const embedded = settings.registryUrls.length === 0
     const registry = embedded
-      ? AxonRegistry.layer({ dataDir: settings.axon.dataDir, enrollmentToken: Option.none() }).pipe(
+      ? AxonRegistry.layer({ dataDir: settings.axon.dataDir, enrollmentToken: settings.enrollmentToken }).pipe(
         Layer.provide(NodeServer.layer({ host: settings.axon.host, port: settings.axon.port }))
       )
       : Layer.empty
     const neuron = Neuron.layer.pipe(
       Layer.provide([Neuron.layerSqlite, NodeHttpClient.layerUndici, NodeServer.layer(settings)])
     )
-    const announce = Layer.effectDiscard(
+    const announce = Layer.scopedDiscard(
       Effect.logInfo("Neuron started").pipe(
         Effect.annotateLogs({
           listening: `http://${settings.host}:${settings.port}`,
@@ -41,7 +41,12 @@ const Main = Layer.unwrapEffect(
           registry: embedded
             ? `embedded at http://${settings.axon.host}:${settings.axon.port} (data in ${settings.axon.dataDir})`
             : settings.registryUrls.join(", ")
-        })
+        }),
+        Effect.zipRight(
+          Effect.addFinalizer(() =>
+            Effect.logInfo("Neuron stopping: open handshakes close with 1001, the health file will say stopped")
+          )
+        )
       )
     )
     // Announced once the Neuron is built (its server listening): a start that fails says only why.
@@ -49,7 +54,8 @@ const Main = Layer.unwrapEffect(
   })
 ).pipe(Layer.provide(NeuronConfig.layerFromEnv), Layer.provide(NodeContext.layer))
 
-// Pretty on a terminal, logfmt for a service manager's journal, JSON on request (NEURON_LOG_FORMAT).
+// Pretty on a terminal, logfmt for a service manager's journal, JSON on request (NEURON_LOG_FORMAT). Read here,
+// not through NeuronConfig, because the logger must be in place before the configuration can fail.
 const logger = process.env.NEURON_LOG_FORMAT === "json"
   ? Logger.json
   : process.env.NEURON_LOG_FORMAT === "logfmt" || !process.stdout.isTTY
