@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import { describeCause } from "../log/Causes.js"
 import { RegistryStore } from "./RegistryStore.js"
 
 /** The sweep period when no neuron is registered. */
@@ -34,7 +35,9 @@ export class HeartbeatMonitor extends Effect.Service<HeartbeatMonitor>()("neuron
           transitions > 0 ? Effect.logInfo("sweep").pipe(Effect.annotateLogs({ transitions })) : Effect.void
         )
       ),
-      Effect.catchAllCause((cause) => Effect.logError("sweep failed; the next one retries", cause))
+      Effect.catchAllCause((cause) =>
+        Effect.logError("sweep failed; the next one retries").pipe(Effect.annotateLogs("reason", describeCause(cause)))
+      )
     )
 
     // Sweeps fall on multiples of the period (every :00 and :30 with the default interval): a late or slow

@@ -13,6 +13,7 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import * as Crypto from "node:crypto"
+import { describeCause } from "../log/Causes.js"
 import * as Alert from "./Alerts.js"
 import { Alerts } from "./Alerts.js"
 import type { RegisterNeuronRequest } from "./AxonApi.js"
@@ -256,7 +257,11 @@ export class RegistryStore extends Effect.Service<RegistryStore>()("neuron/regis
       Effect.zipRight(commitDue.close),
       Effect.zipRight(Effect.sleep(FLUSH_EVERY)),
       Effect.zipRight(flush),
-      Effect.catchAllCause((cause) => Effect.logError("heartbeat group commit failed; will retry", cause)),
+      Effect.catchAllCause((cause) =>
+        Effect.logError("heartbeat group commit failed; will retry").pipe(
+          Effect.annotateLogs("reason", describeCause(cause))
+        )
+      ),
       Effect.forever,
       Effect.annotateLogs({ service: "RegistryStore" }),
       Effect.forkScoped
