@@ -15,14 +15,8 @@ import * as Schema from "effect/Schema"
 import { AxonError } from "../../src/axon/AxonError.js"
 import type { Npi } from "../../src/domain/Npi.js"
 import { startPublicAxon } from "../support/publicAxon.js"
-import { closedPortUrl, makeClient, startFixedServer, startServer, startSilentServer } from "./support.js"
+import { closedPortUrl, makeClient, neuron, startFixedServer, startServer, startSilentServer } from "./support.js"
 
-const neuron = {
-  organization_npi: "1234567893" as Npi,
-  organization_name: "Example Practice",
-  organization_type: "practice",
-  neuron_endpoint_url: "https://neuron.example.org"
-}
 const someRegistration = { registration_id: "r-1", bearer_token: Redacted.make("tok-1234567890") }
 
 const httpClients = [["NodeHttpClient", NodeHttpClient.layer], ["FetchHttpClient", FetchHttpClient.layer]] as const

@@ -8,18 +8,8 @@ import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { isConflict, isRegistrationLost } from "../../src/axon/AxonError.js"
-import type { Npi } from "../../src/domain/Npi.js"
 import { PUBLIC_AXON_PROVIDER_TYPES, startPublicAxon } from "../support/publicAxon.js"
-import { makeClient } from "./support.js"
-
-const ORG = "1234567893" as Npi
-const PROVIDER = "1234567802" as Npi
-const neuron = {
-  organization_npi: ORG,
-  organization_name: "Example Practice",
-  organization_type: "practice",
-  neuron_endpoint_url: "https://neuron.example.org"
-}
+import { makeClient, neuron, PROVIDER } from "./support.js"
 
 describe("AxonClient against the public CareAgent Axon", () => {
   it.scoped("registers from its looser answer: interval and TTL filled in, heartbeat time from the local clock", () =>

@@ -9,17 +9,9 @@ import * as Redacted from "effect/Redacted"
 import { isConflict, isRegistrationLost } from "../../src/axon/AxonError.js"
 import type { Npi } from "../../src/domain/Npi.js"
 import { startRegistry } from "../support/registry.js"
-import { closedPortUrl, makeClient } from "./support.js"
+import { closedPortUrl, makeClient, neuron, PROVIDER } from "./support.js"
 
-const ORG = "1234567893" as Npi
 const OTHER_ORG = "1558598797" as Npi
-const PROVIDER = "1234567802" as Npi
-const neuron = {
-  organization_npi: ORG,
-  organization_name: "Example Practice",
-  organization_type: "practice",
-  neuron_endpoint_url: "https://neuron.example.org"
-}
 
 describe("AxonClient against the project's registry", () => {
   it.scoped("register (201), heartbeat ok, then conflict (409) on a second registration in dev mode", () =>

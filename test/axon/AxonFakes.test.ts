@@ -6,15 +6,7 @@ import * as Redacted from "effect/Redacted"
 import { AxonClient } from "../../src/axon/AxonClient.js"
 import { isRegistrationLost } from "../../src/axon/AxonError.js"
 import { AxonMemory } from "../../src/axon/AxonFakes.js"
-import type { Npi } from "../../src/domain/Npi.js"
-
-const neuron = {
-  organization_npi: "1234567893" as Npi,
-  organization_name: "Example Practice",
-  organization_type: "practice",
-  neuron_endpoint_url: "https://neuron.example.org"
-}
-const PROVIDER = "1234567802" as Npi
+import { neuron, PROVIDER } from "./support.js"
 
 describe("AxonClient.layerTest", () => {
   it.effect("implemented methods work; the others die naming the method", () =>

@@ -14,6 +14,19 @@ import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { AxonClient, type AxonClientService } from "../../src/axon/AxonClient.js"
+import type { Npi } from "../../src/domain/Npi.js"
+
+/** The organization every client test registers. */
+export const ORG = "1234567893" as Npi
+/** A provider of it. */
+export const PROVIDER = "1234567802" as Npi
+/** The registration body of `ORG`. */
+export const neuron = {
+  organization_npi: ORG,
+  organization_name: "Example Practice",
+  organization_type: "practice",
+  neuron_endpoint_url: "https://neuron.example.org"
+}
 
 /** The client on `urls`, built in the caller's scope on `httpClient` (Node's by default). */
 export const makeClient = (
