@@ -12,9 +12,9 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
-import type { AddressInfo } from "node:net"
 import { AxonClient, type AxonClientService } from "../../src/axon/AxonClient.js"
 import type { Npi } from "../../src/domain/Npi.js"
+import { freePort, listenScoped } from "../support/http.js"
 
 /** The organization every client test registers. */
 export const ORG = "1234567893" as Npi
@@ -66,17 +66,9 @@ const listen = (
       req.resume()
       handler(req, res)
     })
-    yield* Effect.acquireRelease(
-      Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
-      () =>
-        Effect.async<void>((resume) => {
-          server.closeAllConnections()
-          server.close(() => resume(Effect.void))
-        })
-    )
-    const { port } = server.address() as AddressInfo
+    const url = yield* listenScoped(server)
     return {
-      url: `http://127.0.0.1:${port}`,
+      url,
       count: Effect.sync(() => count),
       authorizations: Effect.sync(() => [...authorizations])
     }
@@ -100,10 +92,4 @@ export const startFixedServer = (status: number, body: unknown): Effect.Effect<T
 export const startSilentServer = (): Effect.Effect<TestServer, never, Scope.Scope> => listen(() => {})
 
 /** A URL on 127.0.0.1 where nothing listens (a port that was just free). */
-export const closedPortUrl: Effect.Effect<string> = Effect.async<string>((resume) => {
-  const server = Http.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const { port } = server.address() as AddressInfo
-    server.close(() => resume(Effect.succeed(`http://127.0.0.1:${port}`)))
-  })
-})
+export const closedPortUrl: Effect.Effect<string> = Effect.map(freePort, (port) => `http://127.0.0.1:${port}`)

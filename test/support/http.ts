@@ -3,6 +3,9 @@
  * status, content type, parsed JSON body (or `null`) and raw text. And valid NPIs on demand.
  */
 import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type * as Http from "node:http"
+import * as Net from "node:net"
 import { type Npi, withCheckDigit } from "../../src/domain/Npi.js"
 
 /** A valid NPI made from a small number: `npiOf(1)`, `npiOf(2)`, ... (all start with 1). */
@@ -46,3 +49,31 @@ export const call = (
     }
     return { status: response.status, contentType: response.headers.get("content-type") ?? "", body: parsed, text }
   })
+
+/** A port on 127.0.0.1 where nothing listens now (it was just free; a test may start something on it). */
+export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => {
+  const server = Net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as Net.AddressInfo
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+/**
+ * Listens with `server` on 127.0.0.1, port 0, for the length of the current scope (open connections are closed
+ * with it), and gives its base URL.
+ */
+export const listenScoped = (server: Http.Server): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<string>((resume) =>
+      void server.listen(0, "127.0.0.1", () =>
+        resume(Effect.succeed(`http://127.0.0.1:${(server.address() as Net.AddressInfo).port}`)))
+    ),
+    () =>
+      Effect.async<void>((resume) => {
+        server.closeAllConnections()
+        server.close(() =>
+          resume(Effect.void)
+        )
+      })
+  )

@@ -20,7 +20,6 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
-import * as Net from "node:net"
 import * as Path from "node:path"
 import { defaults, NeuronConfig, type NeuronSettings } from "../../src/config/NeuronConfig.js"
 import type { Npi } from "../../src/domain/Npi.js"
@@ -35,7 +34,7 @@ import { AuditLog, type AuditVerification } from "../../src/store/AuditLog.js"
 import { NeuronMigrations } from "../../src/store/migrations.js"
 import { npiOf } from "./http.js"
 
-export { call, npiOf } from "./http.js"
+export { call, freePort, npiOf } from "./http.js"
 
 /** The clinic most tests run. */
 export const CLINIC = { npi: npiOf(700), name: "Riverside Family Practice" } as const
@@ -121,15 +120,6 @@ export const childScope: Effect.Effect<Scope.CloseableScope, never, Scope.Scope>
   Effect.scope,
   (scope) => Scope.fork(scope, ExecutionStrategy.sequential)
 )
-
-/** A port where nothing listens now (a closed port until a test starts something on it). */
-export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => {
-  const server = Net.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const { port } = server.address() as Net.AddressInfo
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
 
 /** The real registry on a chosen port (127.0.0.1), with its services, for the length of the current scope. */
 export const startRegistryOn = (port: number, options?: { readonly dataDir?: string }) =>

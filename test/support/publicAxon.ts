@@ -14,7 +14,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { randomBytes, randomUUID } from "node:crypto"
 import * as Http from "node:http"
-import type { AddressInfo } from "node:net"
+import { listenScoped } from "./http.js"
 
 /** Provider types of the public Axon's taxonomy that tests use (a subset). */
 export const PUBLIC_AXON_PROVIDER_TYPES = ["physician", "nursing", "pharmacy", "dental"]
@@ -128,17 +128,9 @@ export const startPublicAxon = (): Effect.Effect<PublicAxon, never, Scope.Scope>
         () => res.writeHead(500, { "Content-Type": "application/json" }).end(`{"error":"Internal server error"}`)
       )
     })
-    yield* Effect.acquireRelease(
-      Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
-      () =>
-        Effect.async<void>((resume) => {
-          server.closeAllConnections()
-          server.close(() => resume(Effect.void))
-        })
-    )
-    const { port } = server.address() as AddressInfo
+    const url = yield* listenScoped(server)
     return {
-      url: `http://127.0.0.1:${port}`,
+      url,
       requests: Effect.sync(() => [...log]),
       forgetTokens: Effect.sync(() => tokens.clear())
     }
