@@ -7,7 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { call, CLINIC, npiOf, readHealthFile, readRecords, startNeuron, waitFor, waitUntil } from "../support/neuron.js"
-import { startRegistryWithServices } from "../support/registry.js"
+import { expireByTtl, startRegistryWithServices } from "../support/registry.js"
 
 describe("Neuron and the registry's liveness (the health file, event log and audit chain after each)", () => {
   it.scopedLive(
@@ -32,15 +32,7 @@ describe("Neuron and the registry's liveness (the health file, event log and aud
         const first = (yield* call(neuron.url, "GET", "/v1/status")).body.registration_id as string
 
         // The registry stops hearing from the neuron for more than 3 intervals (its clock says so), and sweeps.
-        const entry = registry.store.index.get(first)!
-        yield* waitUntil(
-          "the registry to deregister the neuron",
-          Effect.gen(function*() {
-            entry.lastHeartbeatMs = Date.now() - 10_000
-            yield* registry.store.sweep()
-            return entry.status === "deregistered"
-          })
-        )
+        yield* expireByTtl(registry, first)
         const alerts = (yield* call(registry.url, "GET", "/alerts")).body.alerts
         assert.include(alerts.map((a: any) => `${a.alert_type} ${a.registration_id}`), `neuron_deregistered ${first}`)
 

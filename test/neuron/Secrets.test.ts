@@ -24,7 +24,7 @@ import {
   waitFor,
   waitUntil
 } from "../support/neuron.js"
-import { startRegistryWithServices } from "../support/registry.js"
+import { expireByTtl, startRegistryWithServices } from "../support/registry.js"
 
 const ENROLLMENT = "enroll-4b1d9e7f2a6c8e03"
 const ADMIN = "admin-9d2f7c4e1a8b6053"
@@ -54,15 +54,7 @@ describe("Neuron secrets", () => {
         const firstId = (yield* call(neuron.url, "GET", "/v1/status", admin)).body.registration_id as string
 
         // The registry deregisters it (TTL): the Neuron registers again and gets a second token.
-        const entry = registry.store.index.get(firstId)!
-        yield* waitUntil(
-          "the registry to deregister the neuron",
-          Effect.gen(function*() {
-            entry.lastHeartbeatMs = Date.now() - 10_000
-            yield* registry.store.sweep()
-            return entry.status === "deregistered"
-          })
-        )
+        yield* expireByTtl(registry, firstId)
         const records = yield* waitFor(
           "the second registration with its provider",
           Effect.map(

@@ -70,3 +70,21 @@ export const startRegistry = (
     )
     return { url: urlOf(Context.get(context, HttpServer.HttpServer)), dataDir }
   }).pipe(Effect.orDie)
+
+/**
+ * Makes the registry's TTL expire one neuron now: its last heartbeat is set more than three intervals back
+ * (by the registry's own clock) and sweeps run until the registry has deregistered it.
+ */
+export const expireByTtl = (
+  registry: Effect.Effect.Success<ReturnType<typeof startRegistryWithServices>>,
+  registrationId: string
+) =>
+  Effect.gen(function*() {
+    const entry = registry.store.index.get(registrationId)
+    if (entry === undefined) return yield* Effect.dieMessage(`no registration ${registrationId} in the registry`)
+    for (let round = 0; round < 100 && entry.status !== "deregistered"; round++) {
+      entry.lastHeartbeatMs = Date.now() - 10_000
+      yield* registry.store.sweep()
+    }
+    if (entry.status !== "deregistered") return yield* Effect.dieMessage("the registry did not deregister the neuron")
+  })
