@@ -73,6 +73,10 @@ export const make = (identity: NeuronIdentity) =>
         yield* wakeups.offer(undefined)
       }).pipe(exclusive)
 
+    /** For a registry call made with `ref`: a lost registration is recorded; other failures are left as they are. */
+    const noteIfLost = (ref: RegistrationRef) => (e: AxonError) =>
+      isRegistrationLost(e) ? markLost(ref, e) : Effect.void
+
     const organization = {
       organization_npi: identity.organization_npi,
       organization_name: identity.organization_name,
@@ -177,7 +181,7 @@ export const make = (identity: NeuronIdentity) =>
         const ref = refOf(yield* store.current)
         if (stored.status === "registered" || Option.isNone(ref)) return stored
         yield* providers.push(ref.value, stored).pipe(
-          Effect.catchAll((e) => isRegistrationLost(e) ? markLost(ref.value, e) : Effect.void)
+          Effect.catchAll(noteIfLost(ref.value))
         )
         return Option.getOrElse(yield* store.getProvider(stored.npi), () => stored)
       }).pipe(Effect.withSpan("RegistrationService.addProvider"))
@@ -194,9 +198,7 @@ export const make = (identity: NeuronIdentity) =>
         if (Option.isNone(ref)) return "removing" as const
         return yield* providers.pull(ref.value, npi).pipe(
           Effect.as("removed" as const),
-          Effect.catchAll((e) =>
-            (isRegistrationLost(e) ? markLost(ref.value, e) : Effect.void).pipe(Effect.as("removing" as const))
-          )
+          Effect.catchAll((e) => noteIfLost(ref.value)(e).pipe(Effect.as("removing" as const)))
         )
       }).pipe(Effect.withSpan("RegistrationService.removeProvider"))
 
@@ -207,16 +209,8 @@ export const make = (identity: NeuronIdentity) =>
     const syncProviders: Effect.Effect<SyncReport, AxonError> = Effect.gen(function*() {
       const ref = refOf(yield* store.current)
       if (Option.isNone(ref)) return { mode: "skipped", added: [], removed: [], refused: [] } satisfies SyncReport
-      return yield* providers.sync(ref.value)
+      return yield* providers.sync(ref.value).pipe(Effect.tapError(noteIfLost(ref.value)))
     }).pipe(
-      Effect.tapError((e) =>
-        isRegistrationLost(e)
-          ? Effect.flatMap(
-            store.current,
-            (reg) => Option.match(refOf(reg), { onNone: () => Effect.void, onSome: (ref) => markLost(ref, e) })
-          )
-          : Effect.void
-      ),
       Effect.withSpan("RegistrationService.syncProviders")
     )
 
