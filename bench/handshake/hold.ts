@@ -9,7 +9,7 @@ import { ask, base, dataDir, fmt, gc, line, machine, mib, start, stop } from "./
 import { startNeuron } from "./neuron.js"
 
 const HOLD = Number(process.env.BENCH_HOLD ?? 10_000)
-const WITHOUT_HTTP_SPANS = process.env.BENCH_NO_HTTP_SPANS === "1"
+const WITHOUT_HTTP_SPANS = process.env.BENCH_HTTP_SPANS !== "1"
 
 /** Runs the hold mode and prints its table. */
 export const hold = async () => {

@@ -8,8 +8,8 @@
  * `pnpm bench handshake --hold`: 10 000 WebSocket connections left in the auth step, and the server's memory.
  *
  * Environment: BENCH_HANDSHAKES (20000 per server), BENCH_ROUNDS (4), BENCH_CONCURRENCY (64),
- * BENCH_PATIENTS (2000), BENCH_HOLD (10000), BENCH_NO_HTTP_SPANS=1 (the host setting that drops the platform's
- * HTTP span for /ws/handshake), BENCH_PROFILE=<folder> (CPU profiles of both servers' last round, and where
+ * BENCH_PATIENTS (2000), BENCH_HOLD (10000), BENCH_HTTP_SPANS=1 (keep the platform's HTTP span for
+ * /ws/handshake, which the Neuron's own HTTP composition drops), BENCH_PROFILE=<folder> (CPU profiles of both servers' last round, and where
  * their CPU went).
  */
 import { run } from "./harness.js"

@@ -45,7 +45,7 @@ export const startNeuron = async (options: {
   readonly filename: string
   readonly authTimeoutMs: number
   readonly maxConcurrentHandshakes: number
-  /** No HTTP server span for `/ws/handshake` (`HttpMiddleware.withTracerDisabledForUrls`), a host setting. */
+  /** No HTTP server span for `/ws/handshake` (`HttpMiddleware.withTracerDisabledForUrls`), as NeuronHttp serves it. */
   readonly withoutHttpSpans?: boolean
 }): Promise<RunningNeuron> => {
   const authTimeout = `${options.authTimeoutMs} millis` as const

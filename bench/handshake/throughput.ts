@@ -15,7 +15,8 @@ const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 20_000)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64)
 const PATIENTS = Number(process.env.BENCH_PATIENTS ?? 2_000)
-const WITHOUT_HTTP_SPANS = process.env.BENCH_NO_HTTP_SPANS === "1"
+// As the Neuron serves it (NeuronHttp: no HTTP span for /ws/handshake); BENCH_HTTP_SPANS=1 keeps the span.
+const WITHOUT_HTTP_SPANS = process.env.BENCH_HTTP_SPANS !== "1"
 const PROFILE = process.env.BENCH_PROFILE
 const WARMUP = 1_000
 const PACED_WARMUP_SECONDS = 2
