@@ -96,7 +96,7 @@ export const make = (options: ConsentVerifierOptions): Effect.Effect<ConsentVeri
       if (payload.toString("base64url") !== payloadText) {
         return yield* fail("malformed", "consent_token_payload: must be unpadded base64url (RFC 4648 §5)")
       }
-      if (!verify(publicKey, payload, signature)) {
+      if (!(yield* verify(publicKey, payload, signature))) {
         return yield* fail("invalid_signature", "consent_token_signature does not verify under patient_public_key")
       }
       const claims = yield* decodeClaims(payload)
@@ -155,7 +155,7 @@ export const make = (options: ConsentVerifierOptions): Effect.Effect<ConsentVeri
           return yield* fail("challenge_expired", "the challenge expired before it was answered")
         }
         const signature = yield* decodeSignature(signedNonce, "signed_nonce")
-        if (!verify(challenge.key, challenge.bytes, signature)) {
+        if (!(yield* verify(challenge.key, challenge.bytes, signature))) {
           return yield* fail("challenge_failed", "signed_nonce does not verify under patient_public_key")
         }
       }

@@ -8,6 +8,7 @@
  */
 import { ed25519, ED25519_TORSION_SUBGROUP } from "@noble/curves/ed25519.js"
 import { bytesToNumberLE } from "@noble/curves/utils.js"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import { createPublicKey, type KeyObject, verify as nodeVerify } from "node:crypto"
 import { encodedLength, isCanonicalBase64Url } from "../domain/Base64Url.js"
@@ -94,12 +95,17 @@ export const decodeSignature = (text: unknown, field: string): Either.Either<Buf
     : Either.right(signature)
 }
 
-/** True when `signature` is a valid Ed25519 signature by `key` over exactly `data`. */
-export const verify = (key: PatientKey, data: Uint8Array, signature: Uint8Array): boolean => {
-  try {
-    return nodeVerify(null, data, key.keyObject, signature)
-  } catch {
-    // Only reachable with a key or signature of the wrong kind, which the decoders above rule out.
-    return false
-  }
-}
+/**
+ * True when `signature` is a valid Ed25519 signature by `key` over exactly `data`. It runs in libuv's thread
+ * pool (`crypto.verify` with a callback), so the event loop serves other connections meanwhile: on a machine
+ * with a spare core the handshake rate rises (BENCHMARKS.md), and a burst of handshakes does not stall it.
+ */
+export const verify = (key: PatientKey, data: Uint8Array, signature: Uint8Array): Effect.Effect<boolean> =>
+  Effect.async<boolean>((resume) => {
+    try {
+      nodeVerify(null, data, key.keyObject, signature, (error, ok) => resume(Effect.succeed(error === null && ok)))
+    } catch {
+      // Only reachable with a key or signature of the wrong kind, which the decoders above rule out.
+      resume(Effect.succeed(false))
+    }
+  })

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ed25519, ED25519_TORSION_SUBGROUP } from "@noble/curves/ed25519.js"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import { createPublicKey, randomBytes, verify as nodeVerify } from "node:crypto"
 import { patientKeyFromSeed, signNonce, signPayload } from "../../src/careagent/CareAgentKeys.js"
@@ -110,7 +111,7 @@ describe("Ed25519 weak keys", () => {
     assert.isAbove(points, 300) // every real key plus roughly half of the random encodings
   })
 
-  it("an encoding that is not a curve point imports but never verifies", () => {
+  it("an encoding that is not a curve point imports but never verifies", async () => {
     let raw: Uint8Array
     do raw = new Uint8Array(randomBytes(32))
     while (nobleVerdict(raw) !== "not_a_point" || keyWeakness(raw) !== undefined)
@@ -119,7 +120,7 @@ describe("Ed25519 weak keys", () => {
     if (Either.isRight(key)) {
       const forged = new Uint8Array(64)
       forged[0] = 1
-      assert.isFalse(verify(key.right, Buffer.from("x"), forged))
+      assert.isFalse(await Effect.runPromise(verify(key.right, Buffer.from("x"), forged)))
     }
   })
 })
@@ -197,15 +198,15 @@ describe("CareAgentKeys", () => {
     )
   })
 
-  it("signs the 32 raw nonce bytes, and refuses a nonce that is not 64 lowercase hex", () => {
+  it("signs the 32 raw nonce bytes, and refuses a nonce that is not 64 lowercase hex", async () => {
     const key = patientKeyFromSeed(new Uint8Array(32).fill(9))
     const nonce = randomBytes(32)
     const imported = importPatientKey(key.publicKeyB64u)
     assert.isTrue(Either.isRight(imported))
     if (Either.isRight(imported)) {
       const signed = Buffer.from(signNonce(key, nonce.toString("hex")), "base64url")
-      assert.isTrue(verify(imported.right, nonce, signed))
-      assert.isFalse(verify(imported.right, Buffer.from(nonce.toString("hex")), signed))
+      assert.isTrue(await Effect.runPromise(verify(imported.right, nonce, signed)))
+      assert.isFalse(await Effect.runPromise(verify(imported.right, Buffer.from(nonce.toString("hex")), signed)))
     }
     assert.throws(() => signNonce(key, nonce.toString("hex").toUpperCase()))
     assert.throws(() => signNonce(key, nonce.toString("hex").slice(2)))
