@@ -4,7 +4,7 @@ import effect from "@effect/eslint-plugin"
 import tseslint from "typescript-eslint"
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "data/**", ".bench/**", "coverage/**"] },
+  { ignores: ["node_modules/**", "data/**", ".bench/**", "coverage/**", "dist/**"] },
   ...tseslint.configs.recommended,
   ...effect.configs.dprint,
   {

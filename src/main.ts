@@ -17,6 +17,7 @@ import { describeConfigError, NeuronConfig } from "./config/NeuronConfig.js"
 import * as NodeServer from "./http/NodeServer.js"
 import { describeCause } from "./log/Causes.js"
 import * as Neuron from "./Neuron.js"
+import * as SignalGuard from "./process/SignalGuard.js"
 import * as AxonRegistry from "./registry/AxonRegistry.js"
 
 const Main = Layer.unwrapEffect(
@@ -62,6 +63,7 @@ const logger = process.env.NEURON_LOG_FORMAT === "json"
   ? Logger.logFmt
   : Logger.pretty
 
+SignalGuard.install()
 Layer.launch(Main).pipe(
   Effect.tapErrorCause((cause) => {
     const failure = Cause.failureOption(cause).pipe(Option.filter(ConfigError.isConfigError))

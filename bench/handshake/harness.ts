@@ -1,6 +1,7 @@
 /**
  * What both modes of `pnpm bench handshake` share: the data folder (on /dev/shm when there is one), the child
- * processes (forked with tsx, stopped at the end), asking them over IPC, formatting, and a time limit.
+ * processes (forked with tsx, or bundles under plain node; stopped at the end), asking them over IPC, formatting,
+ * and a time limit.
  */
 import { type ChildProcess, fork } from "node:child_process"
 import * as Fs from "node:fs"
@@ -25,10 +26,20 @@ V8.setFlagsFromString("--expose-gc")
 /** A full garbage collection of this process. */
 export const gc: () => void = Vm.runInNewContext("gc")
 
-/** Forks `file` (next to this one) with tsx; resolves with its first message (`port` for a server). */
-export const start = (file: string, args: Array<string>): Promise<{ child: ChildProcess; port?: number }> =>
+/**
+ * Forks `file` (a path relative to this folder, or absolute) with tsx, or with plain `node` when `bundled` (a
+ * JavaScript bundle made by scripts/build.mjs); resolves with its first message (`port` for a server).
+ */
+export const start = (
+  file: string,
+  args: Array<string>,
+  options?: { readonly bundled?: boolean }
+): Promise<{ child: ChildProcess; port?: number }> =>
   new Promise((resolve, reject) => {
-    const child = fork(Path.join(here, file), args, { execArgv: ["--import", "tsx", "--expose-gc"], stdio: "inherit" })
+    const execArgv = options?.bundled === true
+      ? ["--enable-source-maps", "--expose-gc"]
+      : ["--import", "tsx", "--expose-gc"]
+    const child = fork(Path.resolve(here, file), args, { execArgv, stdio: "inherit" })
     children.push(child)
     child.once("message", (message: any) => resolve({ child, port: message.port }))
     child.once("exit", (code) => reject(new Error(`${file} exited with ${code}`)))

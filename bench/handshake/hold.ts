@@ -1,12 +1,15 @@
 /**
  * The `--hold` mode of `pnpm bench handshake`: connections left in the auth step (never sending
- * `handshake.auth`), against the Neuron (in this process) and the baseline (a child), and their memory.
+ * `handshake.auth`), against the Neuron and the baseline, and their memory. Both servers are child processes run
+ * by plain `node` from bundles (scripts/build.mjs, into dist/bench), as `pnpm start` runs the Neuron: no tsx loader
+ * thread or transpiled modules in the figures.
  */
 import { execSync } from "node:child_process"
 import * as Path from "node:path"
-import { type Memory, memory, PATH } from "./common.js"
-import { ask, base, dataDir, fmt, gc, line, machine, mib, start, stop } from "./harness.js"
-import { startNeuron } from "./neuron.js"
+import { build } from "../../scripts/build.mjs"
+import { type Memory, PATH } from "./common.js"
+import { ask, base, dataDir, fmt, line, machine, mib, start, stop } from "./harness.js"
+import type { Sessions } from "./server-neuron.js"
 
 const HOLD = Number(process.env.BENCH_HOLD ?? 10_000)
 const WITHOUT_HTTP_SPANS = process.env.BENCH_HTTP_SPANS !== "1"
@@ -24,13 +27,26 @@ export const hold = async () => {
     return
   }
   const AUTH_TIMEOUT_MS = 10 * 60_000
-  const neuron = await startNeuron({
-    filename: Path.join(dataDir, "neuron.db"),
-    authTimeoutMs: AUTH_TIMEOUT_MS,
-    maxConcurrentHandshakes: HOLD,
-    withoutHttpSpans: WITHOUT_HTTP_SPANS
+  const built = Date.now()
+  const bundles = await build({
+    entryPoints: {
+      "server-neuron": "bench/handshake/server-neuron.ts",
+      "server-baseline": "bench/handshake/server-baseline.ts"
+    },
+    outdir: "dist/bench"
   })
-  const baseline = await start("server-baseline.ts", [Path.join(dataDir, "baseline.db"), String(AUTH_TIMEOUT_MS)])
+  console.log(`servers bundled into ${bundles} in ${Date.now() - built} ms; run by plain node`)
+  const neuron = await start(Path.join(bundles, "server-neuron.js"), [
+    Path.join(dataDir, "neuron.db"),
+    String(AUTH_TIMEOUT_MS),
+    String(HOLD),
+    WITHOUT_HTTP_SPANS ? "0" : "1"
+  ], { bundled: true })
+  const baseline = await start(
+    Path.join(bundles, "server-baseline.js"),
+    [Path.join(dataDir, "baseline.db"), String(AUTH_TIMEOUT_MS)],
+    { bundled: true }
+  )
   const load = (await start("load.ts", ["1"])).child
   console.log(
     `SQLite file of the Neuron: ${Path.join(dataDir, "neuron.db")}; auth timeout ${
@@ -58,21 +74,22 @@ export const hold = async () => {
     await ask(load, { cmd: "release" })
     return { name, idle, held, loaded, collected, note }
   }
-  const n = await measure("neuron (HandshakeServer)", `ws://127.0.0.1:${neuron.port}${PATH}`, async (collect) => {
-    if (collect) gc()
-    return memory()
-  }, async () => {
-    const sessions = await import("effect/Effect").then((Effect) => Effect.runPromise(neuron.server.activeSessions))
-    const awaiting = sessions.filter((s) => s.state === "awaiting_auth").length
-    return `${fmt(sessions.length)} sessions, ${fmt(awaiting)} awaiting_auth`
-  })
+  const n = await measure(
+    "neuron (HandshakeServer)",
+    `ws://127.0.0.1:${neuron.port}${PATH}`,
+    (collect) => ask<Memory>(neuron.child, { cmd: "memory", gc: collect }),
+    async () => {
+      const sessions = await ask<Sessions>(neuron.child, { cmd: "sessions" })
+      return `${fmt(sessions.total)} sessions, ${fmt(sessions.awaitingAuth)} awaiting_auth`
+    }
+  )
   const b = await measure(
     "baseline (ws)",
     `ws://127.0.0.1:${baseline.port}${PATH}`,
     (collect) => ask<Memory>(baseline.child, { cmd: "memory", gc: collect }),
     async () => ""
   )
-  await neuron.close()
+  await stop(neuron.child)
   await stop(baseline.child)
   await stop(load)
 
@@ -82,7 +99,8 @@ export const hold = async () => {
     } KiB RSS`
   console.log("")
   console.log(
-    `## Consent handshake: ${fmt(HOLD)} connections waiting in the auth step (batches of 500, data on ${base})`
+    `## Consent handshake: ${fmt(HOLD)} connections waiting in the auth step (batches of 500, data on ${base}; ` +
+      `each server a child process run by plain node from an esbuild bundle, as \`pnpm start\` runs the Neuron)`
   )
   line(["measure", n.name, b.name])
   line(["---", "---", "---"])
@@ -93,7 +111,7 @@ export const hold = async () => {
   ])
   line(["time to open them", `${fmt(n.held.seconds, 1)} s`, `${fmt(b.held.seconds, 1)} s`])
   line(["server state", n.note, ""])
-  line(["RSS idle, before (the process under tsx, modules loaded)", mib(n.idle.rss), mib(b.idle.rss)])
+  line(["RSS idle, before (bundle under plain node, modules loaded)", mib(n.idle.rss), mib(b.idle.rss)])
   line(["RSS with them held", mib(n.loaded.rss), mib(b.loaded.rss)])
   line([
     "RSS growth for the held connections",

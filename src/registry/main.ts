@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import { createServer } from "node:http"
+import * as SignalGuard from "../process/SignalGuard.js"
 import * as AxonRegistry from "./AxonRegistry.js"
 
 /** Where the registry listens. */
@@ -40,4 +41,5 @@ const AppLive = AxonRegistry.layerConfig().pipe(
   Layer.provide(Logger.json)
 )
 
+SignalGuard.install()
 AppLive.pipe(Layer.launch, NodeRuntime.runMain({ disablePrettyLogger: true }))

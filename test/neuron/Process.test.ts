@@ -1,9 +1,10 @@
 /**
- * `pnpm start` as a managed process (`tsx src/main.ts` as a child process, configured by environment only):
- * a restart on the same data folder keeps the registration, SIGTERM leaves the health file `stopped`, and a bad
+ * `pnpm start` as a managed process (what it runs: `node scripts/build.mjs` once, then `node --enable-source-maps
+ * dist/main.js` as a child process, configured by environment only): a restart on the same data folder keeps the
+ * registration, SIGTERM (or Ctrl-C, which arrives twice under pnpm) leaves the health file `stopped`, and a bad
  * variable stops the process with one line naming it.
  */
-import { assert, describe, it } from "@effect/vitest"
+import { assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -14,30 +15,41 @@ import { startRegistry } from "../support/registry.js"
 
 const root = new URL("../../", import.meta.url).pathname
 
-/** A running `tsx src/main.ts`. */
+// `pnpm start` builds dist/ first (a fraction of a second), then runs the bundle under plain node.
+beforeAll(() => {
+  ChildProcess.execFileSync(process.execPath, ["scripts/build.mjs"], { cwd: root, stdio: "inherit" })
+})
+
+/** A running `node dist/main.js`. */
 interface Child {
   readonly exit: Effect.Effect<number | null>
   readonly output: () => { readonly stdout: string; readonly stderr: string }
   readonly signal: (signal: NodeJS.Signals) => Effect.Effect<void>
+  /** Succeeds once the process has logged that it is stopping. */
+  readonly stopping: Effect.Effect<void>
 }
 
 /**
- * Starts `tsx src/main.ts` with only `env` (plus PATH and HOME: nothing from this test's own environment), killed
- * at the end of the scope if still running.
+ * Starts `node --enable-source-maps dist/main.js` (as `pnpm start` does) with only `env` (plus PATH and HOME:
+ * nothing from this test's own environment), killed at the end of the scope if still running.
  */
 const spawnMain = (env: Record<string, string>) =>
   Effect.gen(function*() {
     const exited = yield* Deferred.make<number | null>()
+    const stopping = yield* Deferred.make<void>()
     let stdout = ""
     let stderr = ""
     const child = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const child = ChildProcess.spawn(`${root}node_modules/.bin/tsx`, ["src/main.ts"], {
+        const child = ChildProcess.spawn(process.execPath, ["--enable-source-maps", "dist/main.js"], {
           cwd: root,
           env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
           stdio: ["ignore", "pipe", "pipe"]
         })
-        child.stdout.on("data", (chunk: Buffer) => void (stdout += chunk.toString()))
+        child.stdout.on("data", (chunk: Buffer) => {
+          stdout += chunk.toString()
+          if (stdout.includes("Neuron stopping")) Deferred.unsafeDone(stopping, Effect.void)
+        })
         child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString()))
         child.on("exit", (code) => Deferred.unsafeDone(exited, Effect.succeed(code)))
         return child
@@ -47,12 +59,13 @@ const spawnMain = (env: Record<string, string>) =>
     return {
       exit: Deferred.await(exited),
       output: () => ({ stdout, stderr }),
-      signal: (signal) => Effect.sync(() => void child.kill(signal))
+      signal: (signal) => Effect.sync(() => void child.kill(signal)),
+      stopping: Deferred.await(stopping)
     } satisfies Child
   })
 
 /**
- * Waits (bounded: a cold `tsx` start is slow on a busy machine) for `/health` to say healthy. Each request has its
+ * Waits (bounded: a start is slow on a busy machine) for `/health` to say healthy. Each request has its
  * own time limit: the server listens a moment before its handler is attached, and a request in that window waits
  * for Node's request time-out.
  */
@@ -70,12 +83,12 @@ const healthy = (url: string) =>
 
 describe("pnpm start (a child process)", () => {
   it.scopedLive(
-    "restart without a second registration: a new process on the same data folder resumes the same registration_id, and SIGTERM leaves the health file stopped",
+    "restart without a second registration: a new process on the same data folder resumes the same registration_id, and SIGTERM (or Ctrl-C relayed twice, as under pnpm) leaves the health file stopped",
     () =>
       Effect.gen(function*() {
         const registry = yield* startRegistry()
         const dataDir = yield* Sqlite.makeTempDir("neuron-process-")
-        const run = Effect.fnUntraced(function*() {
+        const run = Effect.fnUntraced(function*(stop: (child: Child) => Effect.Effect<void>) {
           const port = yield* freePort
           const child = yield* spawnMain({
             NEURON_DATA_DIR: dataDir,
@@ -88,7 +101,7 @@ describe("pnpm start (a child process)", () => {
           yield* healthy(url)
           const status = (yield* call(url, "GET", "/v1/status")).body
           assert.deepInclude(yield* readHealthFile(dataDir), { status: "healthy", registration: "registered" })
-          yield* child.signal("SIGTERM")
+          yield* stop(child)
           const code = yield* child.exit
           assert.strictEqual(code, 0, child.output().stderr)
           assert.deepInclude(yield* readHealthFile(dataDir), {
@@ -99,8 +112,12 @@ describe("pnpm start (a child process)", () => {
           assert.include(child.output().stdout, "Neuron started")
           return status.registration_id as string
         })
-        const first = yield* run()
-        const second = yield* run()
+        const first = yield* run((child) => child.signal("SIGTERM"))
+        // Ctrl-C on `pnpm start`: the terminal signals the process, and pnpm relays the same signal to it a moment
+        // later, while it is stopping (src/process/SignalGuard.ts keeps that second one from killing it half-way).
+        const second = yield* run((child) =>
+          child.signal("SIGINT").pipe(Effect.zipRight(child.stopping), Effect.zipRight(child.signal("SIGINT")))
+        )
         assert.strictEqual(second, first)
         const neurons = (yield* call(registry.url, "GET", `/v1/neurons?organization_npi=${CLINIC.npi}`)).body.neurons
         assert.deepStrictEqual(neurons.map((n: any) => n.registration_id), [first])
