@@ -113,6 +113,7 @@ export const hold = async () => {
   line(["server state", n.note, ""])
   line(["RSS idle, before (bundle under plain node, modules loaded)", mib(n.idle.rss), mib(b.idle.rss)])
   line(["RSS with them held", mib(n.loaded.rss), mib(b.loaded.rss)])
+  line(["RSS with them held, after a full GC", mib(n.collected.rss), mib(b.collected.rss)])
   line([
     "RSS growth for the held connections",
     `${mib(n.loaded.rss - n.idle.rss)} (target < 300 MiB)`,

@@ -236,6 +236,9 @@ export const make = (options: HandshakeServerOptions) =>
           // upgraded (we used our own `ws` server), so its answer must not reach the socket: the Node response
           // is detached from it, and what the platform writes into it stays buffered and is dropped.
           NodeHttpServerRequest.toServerResponse(request).detachSocket(incoming.socket)
+          // The platform attaches its own `close` listener once this handler has first returned (or earlier,
+          // when the upgrade waited in the queue): dropped on the next turn, see `dropForeignCloseListeners`.
+          setImmediate(() => opened.connection.dropForeignCloseListeners())
           runFork(Effect.ensuring(serveConnection(tracked.session, opened.connection), Scope.close(scope, Exit.void)))
           return Effect.succeed(HttpServerResponse.empty())
         })

@@ -16,6 +16,7 @@ import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import type { IncomingMessage } from "node:http"
+import type { Duplex } from "node:stream"
 import { WebSocket, WebSocketServer } from "ws"
 import type { Inbound } from "./HandshakeProtocol.js"
 
@@ -57,9 +58,18 @@ export interface Upgraded {
   send(text: string): Effect.Effect<void>
   /** Starts the closing handshake with `code` (once; later calls do nothing). */
   close(code: number, reason: string): Effect.Effect<void>
+  /**
+   * Removes the `close` listeners others attached to the raw socket (all but `ws`'s own). The platform's upgrade
+   * handler keeps one that references its request fiber, to interrupt it if the client leaves; once the socket
+   * is upgraded and the request answered, that fiber is done, but the listener would keep it (with its request
+   * and response objects) for as long as the connection lives: about 5 KiB per waiting connection.
+   */
+  dropForeignCloseListeners(): void
 }
 
 const EMPTY_HEAD = Buffer.alloc(0)
+
+type CloseListener = (...args: Array<unknown>) => void
 
 /** auth, challenge_response, and one more to refuse. */
 const MAX_FRAMES = 3
@@ -99,7 +109,18 @@ class Connection implements Upgraded {
   private timeout: ReturnType<typeof setTimeout> | undefined = undefined
   private timer: Fiber.RuntimeFiber<void> | undefined = undefined
 
-  constructor(private readonly socket: WebSocket, private readonly clock: Clock.Clock) {}
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly clock: Clock.Clock,
+    private readonly raw: Duplex,
+    private readonly rawListeners: ReadonlyArray<CloseListener>
+  ) {}
+
+  dropForeignCloseListeners(): void {
+    for (const listener of this.raw.listeners("close")) {
+      if (!this.rawListeners.includes(listener as CloseListener)) this.raw.off("close", listener as CloseListener)
+    }
+  }
 
   offer(event: Inbound, first = false): void {
     if (first) this.events.unshift(event)
@@ -221,10 +242,13 @@ export const upgrade = (
       const socket = incoming.socket
       if (socket.destroyed) return resume(Effect.succeed(Option.none()))
       const gone = () => resume(Effect.succeed(Option.none()))
+      const prior = socket.listeners("close")
       socket.once("close", gone)
       wss.handleUpgrade(incoming, socket, EMPTY_HEAD, (ws) => {
         socket.off("close", gone)
-        const connection = new Connection(ws, clock)
+        // What `ws` attached to the raw socket while upgrading: the only close listeners a connection needs.
+        const own = socket.listeners("close").filter((listener) => !prior.includes(listener)) as Array<CloseListener>
+        const connection = new Connection(ws, clock, socket, own)
         listen(connection, ws)
         resume(Effect.succeed(Option.some(connection)))
       })
