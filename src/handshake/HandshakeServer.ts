@@ -239,7 +239,9 @@ export const make = (options: HandshakeServerOptions) =>
           // The platform attaches its own `close` listener once this handler has first returned (or earlier,
           // when the upgrade waited in the queue): dropped on the next turn, see `dropForeignCloseListeners`.
           setImmediate(() => opened.connection.dropForeignCloseListeners())
-          runFork(Effect.ensuring(serveConnection(tracked.session, opened.connection), Scope.close(scope, Exit.void)))
+          opened.connection.whenReady(() =>
+            runFork(Effect.ensuring(serveConnection(tracked.session, opened.connection), Scope.close(scope, Exit.void)))
+          )
           return Effect.succeed(HttpServerResponse.empty())
         })
       )

@@ -65,6 +65,12 @@ export interface Upgraded {
    * and response objects) for as long as the connection lives: about 5 KiB per waiting connection.
    */
   dropForeignCloseListeners(): void
+  /**
+   * Calls `callback` once an event has arrived (now, if one has). A connection waiting for its first frame
+   * needs no fiber until then: the server starts the handshake's fiber from here, so 10 000 idle connections
+   * hold 10 000 sockets and timers, not 10 000 suspended fibers.
+   */
+  whenReady(callback: () => void): void
 }
 
 const EMPTY_HEAD = Buffer.alloc(0)
@@ -105,6 +111,7 @@ const STOPPING: Inbound = { _tag: "Stopping" }
 class Connection implements Upgraded {
   private readonly events: Array<Inbound> = []
   private waiter: ((event: Inbound) => void) | undefined = undefined
+  private ready: (() => void) | undefined = undefined
   // What waits for the deadline: a timer under the live Clock, else a fiber sleeping on the Clock.
   private timeout: ReturnType<typeof setTimeout> | undefined = undefined
   private timer: Fiber.RuntimeFiber<void> | undefined = undefined
@@ -125,11 +132,21 @@ class Connection implements Upgraded {
   offer(event: Inbound, first = false): void {
     if (first) this.events.unshift(event)
     else this.events.push(event)
+    const ready = this.ready
+    if (ready !== undefined) {
+      this.ready = undefined
+      ready()
+    }
     const waiter = this.waiter
     if (waiter !== undefined) {
       this.waiter = undefined
       waiter(this.poll()!)
     }
+  }
+
+  whenReady(callback: () => void): void {
+    if (this.events.length > 0) callback()
+    else this.ready = callback
   }
 
   poll(): Inbound | undefined {

@@ -46,4 +46,31 @@ describe("WebSocketConnection", () => {
         assert.strictEqual(end._tag === "Ended" && end.closeCode, 1000)
       })
   )
+
+  it.scopedLive("whenReady: called once the first event arrives (not before), at once when one is already there", () =>
+    Effect.gen(function*() {
+      const upgrades = yield* Queue.unbounded<IncomingMessage>()
+      const server = createServer()
+      server.on("upgrade", (request: IncomingMessage) => Queue.unsafeOffer(upgrades, request))
+      const url = yield* listenScoped(server)
+      const wss = yield* WebSocketConnection.makeServer({ maxPayloadBytes: 1024, closeTimeout: Duration.seconds(1) })
+      const client = yield* connect(url.replace(/^http/, "ws"))
+      const connection = Option.getOrThrow(
+        yield* WebSocketConnection.upgrade(wss, yield* Queue.take(upgrades), Infinity)
+      )
+      yield* opened(client)
+      const calls = yield* Queue.unbounded<string>()
+      connection.whenReady(() => Queue.unsafeOffer(calls, "first"))
+      yield* Effect.sleep("50 millis")
+      assert.strictEqual(yield* Queue.size(calls), 0)
+      yield* client.send("auth")
+      assert.strictEqual(yield* Queue.take(calls), "first")
+      // The frame is still there for the reader, and a later registration is called at once.
+      connection.whenReady(() => Queue.unsafeOffer(calls, "again"))
+      assert.strictEqual(yield* Queue.take(calls), "again")
+      assert.deepStrictEqual(yield* connection.next, { _tag: "Frame", data: "auth" })
+      yield* client.send("more")
+      yield* Effect.sleep("50 millis")
+      assert.strictEqual(yield* Queue.size(calls), 0)
+    }))
 })
