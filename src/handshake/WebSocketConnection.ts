@@ -132,10 +132,11 @@ class Connection implements Upgraded {
   offer(event: Inbound, first = false): void {
     if (first) this.events.unshift(event)
     else this.events.push(event)
+    // Until `ready` has fired there is no reader (its fiber is what `ready` starts): one or the other is set.
     const ready = this.ready
     if (ready !== undefined) {
       this.ready = undefined
-      ready()
+      return ready()
     }
     const waiter = this.waiter
     if (waiter !== undefined) {
