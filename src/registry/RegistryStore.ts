@@ -77,23 +77,23 @@ export class RegistryStore extends Effect.Service<RegistryStore>()("neuron/regis
       const { entry, created, wasDown, nowMs } = yield* locked(Effect.gen(function*() {
         const nowMs = yield* Clock.currentTimeMillis
         const live = index.liveByOrganization(request.organization_npi)
+        // What a registration writes, whether it rotates the live row or inserts a new one.
+        const fields = {
+          organization_name: request.organization_name,
+          organization_type: request.organization_type,
+          neuron_endpoint_url: request.neuron_endpoint_url,
+          heartbeat_interval_s: intervalS,
+          token_hash: tokenHash.toString("hex"),
+          status: "reachable",
+          last_heartbeat_at: nowMs
+        }
         if (live !== undefined) {
           if (!enrolled) {
             return yield* new AlreadyRegistered({
               message: "organization_npi is already registered; re-registering needs the enrollment token"
             })
           }
-          yield* sql`UPDATE neurons SET ${
-            sql.update({
-              organization_name: request.organization_name,
-              organization_type: request.organization_type,
-              neuron_endpoint_url: request.neuron_endpoint_url,
-              heartbeat_interval_s: intervalS,
-              token_hash: tokenHash.toString("hex"),
-              status: "reachable",
-              last_heartbeat_at: nowMs
-            })
-          } WHERE registration_id = ${live.registrationId}`
+          yield* sql`UPDATE neurons SET ${sql.update(fields)} WHERE registration_id = ${live.registrationId}`
           const wasDown = live.status === "down"
           live.organizationName = request.organization_name
           live.organizationType = request.organization_type
@@ -110,13 +110,7 @@ export class RegistryStore extends Effect.Service<RegistryStore>()("neuron/regis
           sql.insert({
             registration_id: registrationId,
             organization_npi: request.organization_npi,
-            organization_name: request.organization_name,
-            organization_type: request.organization_type,
-            neuron_endpoint_url: request.neuron_endpoint_url,
-            heartbeat_interval_s: intervalS,
-            token_hash: tokenHash.toString("hex"),
-            status: "reachable",
-            last_heartbeat_at: nowMs,
+            ...fields,
             registered_at: nowMs
           })
         } RETURNING *`
