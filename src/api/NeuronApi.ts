@@ -18,7 +18,7 @@ import {
   ServerErrorWire,
   Text,
   UnauthorizedWire
-} from "../registry/AxonApi.js"
+} from "../protocol/AxonApi.js"
 
 /** `GET /health`: what a monitor polls. No secrets. */
 export class NeuronHealthView extends Schema.Class<NeuronHealthView>("NeuronHealthView")({

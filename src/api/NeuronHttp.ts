@@ -16,8 +16,8 @@ import { HANDSHAKE_PATH, HandshakeServer } from "../handshake/HandshakeServer.js
 import { RelationshipStore } from "../handshake/RelationshipStore.js"
 import { NeuronHealth } from "../health/NeuronHealth.js"
 import * as ApiErrors from "../http/ApiErrors.js"
+import { Forbidden, NotFound, Unauthorized } from "../protocol/AxonApi.js"
 import { RegistrationService } from "../registration/RegistrationService.js"
-import { Forbidden, NotFound, Unauthorized } from "../registry/AxonApi.js"
 import type { Provider } from "../store/Lifecycle.js"
 import {
   AdminAuth,

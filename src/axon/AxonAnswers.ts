@@ -10,7 +10,7 @@ import {
   ProviderList,
   ProviderRegistered,
   RegistrationId
-} from "../registry/AxonApi.js"
+} from "../protocol/AxonApi.js"
 
 /** The public Axon's broker stops routing to a neuron silent for 5 minutes: the TTL when none is given. */
 export const DEFAULT_TTL_S = 300

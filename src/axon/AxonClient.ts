@@ -16,8 +16,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
-import type { ProviderView } from "../registry/AxonApi.js"
-import { HeartbeatRequest, RegisterNeuronRequest, RegisterProviderRequest } from "../registry/AxonApi.js"
+import type { ProviderView } from "../protocol/AxonApi.js"
+import { HeartbeatRequest, RegisterNeuronRequest, RegisterProviderRequest } from "../protocol/AxonApi.js"
 import {
   DEFAULT_HEARTBEAT_INTERVAL_S,
   DEFAULT_TTL_S,

@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
-import type { ProviderView } from "../registry/AxonApi.js"
+import type { ProviderView } from "../protocol/AxonApi.js"
 import type { AxonClientService, Registration, RegistrationRef } from "./AxonClient.js"
 import { AxonError, type AxonErrorReason, type AxonOperation } from "./AxonError.js"
 

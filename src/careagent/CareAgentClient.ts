@@ -16,7 +16,7 @@ import {
   type HandshakeErrorMessage,
   MessageType,
   ServerMessage
-} from "../handshake/HandshakeMessages.js"
+} from "../protocol/HandshakeMessages.js"
 import { makeConsentClaims, type PatientKeyPair, signConsentToken, signNonce } from "./CareAgentKeys.js"
 
 /** Why a handshake did not produce a relationship. */

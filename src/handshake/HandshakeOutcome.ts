@@ -12,14 +12,14 @@ import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import type { ConsentVerifier } from "../consent/ConsentVerifier.js"
 import { describeCause } from "../log/Causes.js"
-import type { AuditInput, AuditLog } from "../store/AuditLog.js"
 import {
   closeCodeOf,
   encodeServerMessage,
   type HandshakeComplete,
   HandshakeFailure,
   MessageType
-} from "./HandshakeMessages.js"
+} from "../protocol/HandshakeMessages.js"
+import type { AuditInput, AuditLog } from "../store/AuditLog.js"
 import type { ConnectionEnded, SessionInfo } from "./HandshakeProtocol.js"
 import type { Upgraded } from "./WebSocketConnection.js"
 

@@ -13,7 +13,6 @@ import * as Schema from "effect/Schema"
 import { createHash } from "node:crypto"
 import { ConsentError, toWire } from "../consent/ConsentError.js"
 import type { ConsentVerifier } from "../consent/ConsentVerifier.js"
-import type { AuditLog } from "../store/AuditLog.js"
 import {
   decodeFrame,
   encodeServerMessage,
@@ -23,7 +22,8 @@ import {
   HandshakeFailure,
   invalidMessage,
   MessageType
-} from "./HandshakeMessages.js"
+} from "../protocol/HandshakeMessages.js"
+import type { AuditLog } from "../store/AuditLog.js"
 import { ServerStopping, startedEntry } from "./HandshakeOutcome.js"
 import type { ProviderLookup } from "./ProviderLookup.js"
 import type { RelationshipStore } from "./RelationshipStore.js"

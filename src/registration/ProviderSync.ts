@@ -11,7 +11,7 @@ import { AxonClient } from "../axon/AxonClient.js"
 import type { AxonError } from "../axon/AxonError.js"
 import { isRetryable } from "../axon/AxonError.js"
 import type { Npi } from "../domain/Npi.js"
-import type { RegisterProviderRequest } from "../registry/AxonApi.js"
+import type { RegisterProviderRequest } from "../protocol/AxonApi.js"
 import type { Provider } from "../store/Lifecycle.js"
 import { RegistrationStore } from "../store/RegistrationStore.js"
 

@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { Alert } from "./AxonApi.js"
+import { Alert } from "../protocol/AxonApi.js"
 import type { NeuronEntry, Transition } from "./NeuronIndex.js"
 import { RegistrySettings } from "./RegistrySettings.js"
 

@@ -17,7 +17,7 @@ import type * as Http from "node:http"
 import { describeParseError, errorResponse } from "../http/ErrorBody.js"
 import * as RequestBody from "../http/RequestBody.js"
 import { MAX_BODY_BYTES } from "../http/RequestBody.js"
-import { EndpointUrl, HeartbeatRequest, RegistrationId } from "./AxonApi.js"
+import { EndpointUrl, HeartbeatRequest, RegistrationId } from "../protocol/AxonApi.js"
 import type { RegistryStore } from "./RegistryStore.js"
 
 const ROUTE = /^\/v1\/neurons\/([^/?#]*)\/endpoint(?:\?.*)?$/

@@ -9,8 +9,8 @@ import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Crypto from "node:crypto"
 import type { Npi } from "../domain/Npi.js"
-import type { RegisterProviderRequest } from "./AxonApi.js"
-import { NotRegistered, ProviderView } from "./AxonApi.js"
+import type { RegisterProviderRequest } from "../protocol/AxonApi.js"
+import { NotRegistered, ProviderView } from "../protocol/AxonApi.js"
 import type { NeuronEntry } from "./NeuronIndex.js"
 
 interface ProviderRow {

@@ -10,7 +10,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { Alerts } from "./Alerts.js"
 import {
   AlertList,
   AxonApi,
@@ -22,7 +21,8 @@ import {
   ProviderRegistered,
   RegistryHealth,
   RegistryStats
-} from "./AxonApi.js"
+} from "../protocol/AxonApi.js"
+import { Alerts } from "./Alerts.js"
 import { Discovery, toView } from "./Discovery.js"
 import { HeartbeatMonitor } from "./HeartbeatMonitor.js"
 import { ProviderStore } from "./ProviderStore.js"
