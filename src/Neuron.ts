@@ -23,6 +23,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import { ApiKeys } from "./access/ApiKeys.js"
 import * as NeuronHttp from "./api/NeuronHttp.js"
 import { AxonClient } from "./axon/AxonClient.js"
 import type { AxonError } from "./axon/AxonError.js"
@@ -178,7 +179,11 @@ export const layer: Layer.Layer<
 > = Layer.unwrapEffect(Effect.gen(function*() {
   const settings = yield* NeuronConfig
   const identity = yield* identityOf(settings)
-  const stores = Layer.mergeAll(RegistrationStore.DefaultWithoutDependencies, RelationshipStore.Default).pipe(
+  const stores = Layer.mergeAll(
+    RegistrationStore.DefaultWithoutDependencies,
+    RelationshipStore.Default,
+    ApiKeys.DefaultWithoutDependencies
+  ).pipe(
     Layer.provideMerge(AuditLog.Default),
     Layer.provide(migrate)
   )
@@ -207,7 +212,7 @@ export const layer: Layer.Layer<
     backoffBase: settings.backoffBase,
     backoffCeiling: settings.backoffCeiling
   })
-  const http = NeuronHttp.layer({ adminToken: settings.adminToken })
+  const http = NeuronHttp.layer({ adminToken: settings.adminToken, apiRateLimit: settings.apiRateLimit })
   return Layer.mergeAll(Layer.effect(Neuron, make), heartbeat, http).pipe(
     Layer.provide(handshake.pipe(Layer.provideMerge(services)))
   )

@@ -2,6 +2,7 @@
  * The public modules of the project, for programs that embed a Neuron, run an Axon registry, or act as a
  * patient's CareAgent. Each is a namespace: `Neuron.layer`, `AxonRegistry.layer`, `CareAgentClient.handshake`, ...
  */
+export * as ApiKeys from "./access/ApiKeys.js"
 export * as NeuronApi from "./api/NeuronApi.js"
 export * as AxonClient from "./axon/AxonClient.js"
 export * as AxonError from "./axon/AxonError.js"

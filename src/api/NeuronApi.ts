@@ -8,8 +8,11 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
+import * as Context from "effect/Context"
 import * as Schema from "effect/Schema"
+import { ApiKeyInfo, ApiKeyScope } from "../access/ApiKeys.js"
 import { Npi } from "../domain/Npi.js"
+import { wire } from "../http/ErrorBody.js"
 import {
   ForbiddenWire,
   InvalidRequestWire,
@@ -114,12 +117,44 @@ export const RelationshipParams = Schema.Struct({
   provider_npi: Schema.optional(Npi)
 })
 
+/** `POST /v1/api-keys`. */
+export const CreateApiKeyRequest = Schema.Struct({
+  name: Text(100, "a name for the key"),
+  scope: ApiKeyScope
+})
+
+/** `201`: the key, shown this once. */
+export class ApiKeyCreated extends Schema.Class<ApiKeyCreated>("ApiKeyCreated")(
+  {
+    id: Schema.String,
+    key: Schema.String.annotations({ description: "The key itself: shown once, kept only as its SHA-256" }),
+    name: Schema.String,
+    scope: ApiKeyScope,
+    created_at: Schema.String
+  },
+  HttpApiSchema.annotations({ status: 201 })
+) {}
+
+/** `GET /v1/api-keys`: never a key or its hash. */
+export class ApiKeyList extends Schema.Class<ApiKeyList>("ApiKeyList")({ api_keys: Schema.Array(ApiKeyInfo) }) {}
+
+/** An API key over its rate limit (`429` with `Retry-After`). */
+export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", { message: Schema.String }) {}
+
+/** The wire form of `RateLimited`. */
+export const RateLimitedWire = wire(RateLimited, { tag: "RateLimited", code: "RATE_LIMITED", status: 429 })
+
+/** Who is calling an admin route, for the audit log: `admin`, `loopback` or `api_key:<id>`. */
+export class AdminCaller extends Context.Tag("neuron/AdminCaller")<AdminCaller, { readonly actor: string }>() {}
+
 /**
- * The admin rule: with an admin token configured, `Authorization: Bearer <admin token>` is required (401);
- * without one, only loopback peers are answered (403 for others).
+ * The admin rule: the admin token (`Authorization: Bearer`) has full access; an API key (`X-API-Key` or
+ * `Authorization: Bearer nrn_...`) is checked, scoped and rate-limited (401, 403, 429); without a credential,
+ * the admin token is required when configured (401), else only loopback peers are answered (403 for others).
  */
 export class AdminAuth extends HttpApiMiddleware.Tag<AdminAuth>()("neuron/AdminAuth", {
-  failure: Schema.Union(UnauthorizedWire, ForbiddenWire)
+  failure: Schema.Union(UnauthorizedWire, ForbiddenWire, RateLimitedWire),
+  provides: AdminCaller
 }) {}
 
 /** Health, for monitors: open to all, no secrets. */
@@ -151,6 +186,19 @@ export class AdminGroup extends HttpApiGroup.make("admin")
     HttpApiEndpoint.get("listRelationships", "/v1/relationships")
       .setUrlParams(RelationshipParams)
       .addSuccess(RelationshipList)
+  )
+  .add(
+    HttpApiEndpoint.post("createApiKey", "/v1/api-keys")
+      .setPayload(CreateApiKeyRequest)
+      .addSuccess(ApiKeyCreated)
+      .annotate(OpenApi.Description, "Make an API key. The key is in this answer only; the Neuron keeps its hash.")
+  )
+  .add(HttpApiEndpoint.get("listApiKeys", "/v1/api-keys").addSuccess(ApiKeyList))
+  .add(
+    HttpApiEndpoint.del("revokeApiKey")`/v1/api-keys/${HttpApiSchema.param("id", Schema.String)}`
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(NotFoundWire)
+      .annotate(OpenApi.Description, "Revoke an API key: it is refused (401) from the next request on.")
   )
   .middleware(AdminAuth)
 {}

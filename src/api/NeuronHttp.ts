@@ -4,23 +4,24 @@
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { createHash, timingSafeEqual } from "node:crypto"
 import * as Prometheus from "prom-client"
+import * as AdminAccess from "../access/AdminAccess.js"
+import { ApiKeys } from "../access/ApiKeys.js"
 import { HANDSHAKE_PATH, HandshakeServer } from "../handshake/HandshakeServer.js"
 import { RelationshipStore } from "../handshake/RelationshipStore.js"
 import { NeuronHealth } from "../health/NeuronHealth.js"
 import * as ApiErrors from "../http/ApiErrors.js"
-import { Forbidden, NotFound, Unauthorized } from "../protocol/AxonApi.js"
+import { NotFound } from "../protocol/AxonApi.js"
 import { RegistrationService } from "../registration/RegistrationService.js"
 import type { Provider } from "../store/Lifecycle.js"
 import {
-  AdminAuth,
+  AdminCaller,
+  ApiKeyCreated,
+  ApiKeyList,
   NeuronApi,
   NeuronHealthView,
   NeuronStatusView,
@@ -31,40 +32,6 @@ import {
   ProviderStatusView,
   RelationshipList
 } from "./NeuronApi.js"
-
-const sha256 = (text: string) => createHash("sha256").update(text).digest()
-
-/** True for a loopback peer (IPv4 127/8, IPv6 ::1, and IPv4-mapped loopback). */
-export const isLoopback = (address: string): boolean =>
-  address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.")
-
-/**
- * The admin rule (PROTOCOL.md section 3): with an admin token, `Authorization: Bearer <token>` compared in
- * constant time (401 otherwise); without one, loopback peers only (403 otherwise).
- */
-export const AdminAuthLive = (adminToken: Option.Option<Redacted.Redacted<string>>): Layer.Layer<AdminAuth> => {
-  const expected = Option.map(adminToken, (t) => sha256(Redacted.value(t)))
-  return Layer.succeed(
-    AdminAuth,
-    Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      if (Option.isSome(expected)) {
-        const header = request.headers["authorization"] ?? ""
-        const match = /^Bearer (\S+)$/i.exec(header)
-        if (match === null || !timingSafeEqual(sha256(match[1]), expected.value)) {
-          return yield* new Unauthorized({ message: "a valid admin token is required (Authorization: Bearer ...)" })
-        }
-        return
-      }
-      const peer = Option.getOrElse(request.remoteAddress, () => "")
-      if (!isLoopback(peer)) {
-        return yield* new Forbidden({
-          message: "admin routes answer loopback peers only; set NEURON_ADMIN_TOKEN to allow remote administration"
-        })
-      }
-    })
-  )
-}
 
 const providerView = (p: Provider) =>
   new ProviderStatusView({
@@ -97,6 +64,7 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
     const health = yield* NeuronHealth
     const handshakes = yield* HandshakeServer
     const relationships = yield* RelationshipStore
+    const keys = yield* ApiKeys
     return handlers
       .handle("status", () =>
         Effect.gen(function*() {
@@ -149,6 +117,22 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
               )
             })
         ))
+      .handle("createApiKey", ({ payload }) =>
+        Effect.gen(function*() {
+          const { actor } = yield* AdminCaller
+          const created = yield* keys.create({ ...payload, actor })
+          return new ApiKeyCreated({ ...created, key: Redacted.value(created.key) })
+        }))
+      .handle("listApiKeys", () =>
+        Effect.map(keys.list, (api_keys) => new ApiKeyList({ api_keys })))
+      .handle("revokeApiKey", ({ path }) =>
+        Effect.gen(function*() {
+          const { actor } = yield* AdminCaller
+          yield* keys.revoke(path.id, actor).pipe(
+            Effect.catchTag("ApiKeyNotFound", (e) => Effect.fail(new NotFound({ message: e.message })))
+          )
+          return HttpServerResponse.empty({ status: 204 })
+        }))
   }))
 
 /** `GET /metrics`: the Neuron's state as Prometheus gauges, read at scrape time. */
@@ -200,7 +184,7 @@ const handshakeRoute = HttpApiBuilder.Router.use((router) =>
  * `/metrics` and the handshake WebSocket, on the `HttpServer` the host provides. Every error leaves in the
  * project's error body.
  */
-export const layer = (options: { readonly adminToken: Option.Option<Redacted.Redacted<string>> }) =>
+export const layer = (options: AdminAccess.AdminAccessOptions) =>
   HttpApiBuilder.serve().pipe(
     // A span per WebSocket upgrade costs more than it tells (the handshake's own audit and logs say more).
     HttpMiddleware.withTracerDisabledForUrls([HANDSHAKE_PATH]),
@@ -209,7 +193,7 @@ export const layer = (options: { readonly adminToken: Option.Option<Redacted.Red
     Layer.provide(
       HttpApiBuilder.api(NeuronApi).pipe(
         Layer.provide([HealthLive, AdminLive]),
-        Layer.provide(AdminAuthLive(options.adminToken))
+        Layer.provide(AdminAccess.layer(options))
       )
     )
   )

@@ -52,6 +52,8 @@ export interface NeuronSettings {
   readonly adminToken: Option.Option<Redacted.Redacted<string>>
   /** None: any Origin. Each entry is a normalized origin (`https://app.example.com`). */
   readonly allowedOrigins: Option.Option<ReadonlyArray<string>>
+  /** Requests per minute per API key (a token bucket whose burst is the same number). */
+  readonly apiRateLimit: number
   /** The Axon registry when embedded or run on its own; its data folder defaults to `<NEURON_DATA_DIR>/axon`. */
   readonly axon: { readonly host: string; readonly port: number; readonly dataDir: string }
   /** The config file that was read, if any. */
@@ -177,6 +179,10 @@ const fields = {
   maxPayloadBytes: withDefault(variable("NEURON_MAX_PAYLOAD_BYTES", "largest accepted frame", positive), 65536),
   adminToken: secret("NEURON_ADMIN_TOKEN", "admin API token (unset: admin routes answer loopback peers only)"),
   allowedOrigins: variable("NEURON_ALLOWED_ORIGINS", "comma-separated Origin allowlist (unset: any)", list(origin)),
+  apiRateLimit: withDefault(
+    variable("NEURON_API_RATE_LIMIT", "requests per minute per API key (the burst is the same)", positive),
+    600
+  ),
   axonHost: withDefault(variable("AXON_HOST", "where the Axon registry listens", text), "127.0.0.1"),
   axonPort: withDefault(variable("AXON_PORT", "where the Axon registry listens", port), 8600),
   axonDataDir: variable("AXON_DATA_DIR", "the Axon registry's data folder (default <NEURON_DATA_DIR>/axon)", text)
@@ -203,6 +209,7 @@ export const VARIABLES: ReadonlySet<string> = new Set([
   "NEURON_MAX_PAYLOAD_BYTES",
   "NEURON_ADMIN_TOKEN",
   "NEURON_ALLOWED_ORIGINS",
+  "NEURON_API_RATE_LIMIT",
   "AXON_HOST",
   "AXON_PORT",
   "AXON_DATA_DIR"
@@ -248,6 +255,7 @@ export const neuronConfig: Config.Config<NeuronSettings> = Config.all(fields).pi
       maxPayloadBytes: f.maxPayloadBytes,
       adminToken: f.adminToken,
       allowedOrigins: f.allowedOrigins,
+      apiRateLimit: f.apiRateLimit,
       axon: {
         host: f.axonHost,
         port: f.axonPort,

@@ -33,6 +33,7 @@ const API_ERRORS = new Set([
   "NotRegistered",
   "NotFound",
   "AlreadyRegistered",
+  "RateLimited",
   "ServerError"
 ])
 

@@ -88,5 +88,19 @@ export const NeuronMigrations: Record<string, Effect.Effect<void, unknown, SqlCl
         )
       }
     }
+  }),
+  "0002_api_keys": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // Only the key's SHA-256 (hex) is kept: the key itself is shown once, when it is made. A revoked key keeps
+    // its row (revoked_at set) so that the list and the audit trail still name it.
+    yield* sql`CREATE TABLE api_keys (
+      id TEXT PRIMARY KEY,
+      name TEXT NOT NULL,
+      scope TEXT NOT NULL CHECK (scope IN ('read','admin')),
+      key_hash TEXT NOT NULL UNIQUE,
+      created_at TEXT NOT NULL,
+      last_used_at TEXT,
+      revoked_at TEXT
+    )`
   })
 }

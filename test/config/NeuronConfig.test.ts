@@ -55,6 +55,7 @@ describe("NeuronConfig defaults", () => {
       assert.strictEqual(c.maxPayloadBytes, 65536)
       assert.isTrue(Option.isNone(c.adminToken))
       assert.isTrue(Option.isNone(c.allowedOrigins))
+      assert.strictEqual(c.apiRateLimit, 600)
       assert.deepStrictEqual(c.axon, { host: "127.0.0.1", port: 8600, dataDir: "./data/axon" })
       assert.isTrue(Option.isNone(c.configFile))
       assert.deepStrictEqual(c, defaults())
@@ -98,6 +99,7 @@ describe("NeuronConfig: every variable parsed", () => {
         NEURON_MAX_PAYLOAD_BYTES: "1024",
         NEURON_ADMIN_TOKEN: "admin-SECRET-2",
         NEURON_ALLOWED_ORIGINS: "https://app.example.org, http://localhost:3000/",
+        NEURON_API_RATE_LIMIT: "120",
         AXON_HOST: "0.0.0.0",
         AXON_PORT: "8601",
         AXON_DATA_DIR: "/srv/axon"
@@ -122,6 +124,7 @@ describe("NeuronConfig: every variable parsed", () => {
       assert.strictEqual(ms(c.queueTimeout), 700)
       assert.strictEqual(c.maxPayloadBytes, 1024)
       assert.strictEqual(Redacted.value(Option.getOrThrow(c.adminToken)), "admin-SECRET-2")
+      assert.strictEqual(c.apiRateLimit, 120)
       assert.deepStrictEqual(Option.getOrThrow(c.allowedOrigins), ["https://app.example.org", "http://localhost:3000"])
       assert.deepStrictEqual(c.axon, { host: "0.0.0.0", port: 8601, dataDir: "/srv/axon" })
     }))
@@ -159,6 +162,7 @@ describe("NeuronConfig: a bad value is one line naming the variable", () => {
           `NEURON_AXON_TIMEOUT_MS: expected a positive integer of milliseconds, got "1.5"`
         ],
         [{ NEURON_MAX_PAYLOAD_BYTES: "0" }, `NEURON_MAX_PAYLOAD_BYTES: expected a positive integer, got "0"`],
+        [{ NEURON_API_RATE_LIMIT: "0" }, `NEURON_API_RATE_LIMIT: expected a positive integer, got "0"`],
         [
           { NEURON_MAX_CONCURRENT_HANDSHAKES: "lots" },
           `NEURON_MAX_CONCURRENT_HANDSHAKES: expected a positive integer, got "lots"`

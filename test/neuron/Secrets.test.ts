@@ -1,8 +1,9 @@
 /**
  * No secret leaves the Neuron: after a life with a registration, providers, a registration lost to the registry's
- * TTL and registered again (so two bearer tokens), under an enrollment token and an admin token, none of the three
- * appears in any log line (every level), audit entry, event row, the health file, or any response of the local API,
- * error bodies included.
+ * TTL and registered again (so two bearer tokens), under an enrollment token and an admin token, with an API key
+ * made, used, revoked and used again, none of them appears in any log line (every level), audit entry, event row,
+ * the health file, the database file (the API key only as its hash), or any response of the local API, error
+ * bodies included.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -10,6 +11,7 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import { createHash } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { HEALTH_FILE } from "../../src/health/NeuronHealth.js"
@@ -31,7 +33,7 @@ const ADMIN = "admin-9d2f7c4e1a8b6053"
 
 describe("Neuron secrets", () => {
   it.scopedLive(
-    "no bearer token (nor the enrollment or admin token) in any log line at level All, audit entry, event row, health file, or response (/health, /v1/status, /v1/providers, /metrics, error bodies)",
+    "no bearer token (nor the enrollment token, admin token or API key) in any log line at level All, audit entry, event row, health file, database file, or response (/health, /v1/status, /v1/providers, /v1/api-keys, /metrics, error bodies)",
     () => {
       const logs = captureLogs()
       return Effect.gen(function*() {
@@ -67,6 +69,24 @@ describe("Neuron secrets", () => {
         )
         const secondToken = records.bearerToken!
 
+        // An API key: made, used in both headers (a success, a refusal, a bad body), revoked, used again.
+        const made = yield* call(neuron.url, "POST", "/v1/api-keys", {
+          ...admin,
+          body: { name: "secret-scan key", scope: "admin" }
+        })
+        assert.strictEqual(made.status, 201)
+        const apiKey: string = made.body.key
+        const keyed = [
+          yield* call(neuron.url, "GET", "/v1/status", { headers: { "x-api-key": apiKey } }),
+          yield* call(neuron.url, "GET", "/v1/api-keys", { token: apiKey }),
+          yield* call(neuron.url, "POST", "/v1/providers", { token: apiKey, raw: "{not json" }),
+          yield* call(neuron.url, "POST", "/v1/api-keys", { token: apiKey, body: { name: "", scope: "root" } }),
+          yield* call(neuron.url, "DELETE", `/v1/api-keys/${made.body.id}`, { token: apiKey }),
+          yield* call(neuron.url, "GET", "/v1/status", { headers: { "x-api-key": apiKey } }),
+          yield* call(neuron.url, "GET", "/v1/status", { token: apiKey })
+        ]
+        assert.deepStrictEqual(keyed.map((a) => a.status), [200, 200, 400, 400, 204, 401, 401])
+
         // Every answer the local API gives, errors included.
         const answers = [
           yield* call(neuron.url, "GET", "/health"),
@@ -99,25 +119,37 @@ describe("Neuron secrets", () => {
           404
         ])
         const text = Fs.readFileSync(Path.join(neuron.dataDir, HEALTH_FILE), "utf8")
+        // The database as bytes, its write-ahead log included: the key's hash is there, the key is not.
+        const database = ["neuron.db", "neuron.db-wal"].map((file) => Path.join(neuron.dataDir, file))
+          .filter((file) => Fs.existsSync(file)).map((file) => Fs.readFileSync(file).toString("latin1")).join("\n")
+        assert.include(database, createHash("sha256").update(apiKey).digest("hex"), "the scan reads the stored hash")
+        assert.include(database, "secret-scan key")
         const lines = logs.lines()
         assert.isAbove(lines.length, 10)
         assert.isTrue(lines.some((l) => l.includes("registering again")))
         assert.isTrue(records.verification.ok)
 
         assertNoSecret(
-          [["first bearer token", firstToken], ["second bearer token", secondToken], ["enrollment token", ENROLLMENT], [
-            "admin token",
-            ADMIN
-          ]],
+          [
+            ["first bearer token", firstToken],
+            ["second bearer token", secondToken],
+            ["enrollment token", ENROLLMENT],
+            ["admin token", ADMIN],
+            ["API key", apiKey]
+          ],
           [
             ...lines.map((l, i) => [`log line ${i}: ${l.slice(0, 120)}`, l] as const),
             ...records.auditRows.map((r) => [`audit entry ${r.seq}`, JSON.stringify(r)] as const),
             ...records.eventRows.map((r) => [`event row ${r.seq}`, JSON.stringify(r)] as const),
             ["the health file", text],
             ["the registration row's other columns", JSON.stringify(records.registration)],
-            ...answers.map((a, i) => [`answer ${i} (${a.status})`, a.text] as const)
+            ...answers.map((a, i) => [`answer ${i} (${a.status})`, a.text] as const),
+            ...keyed.map((a, i) => [`answer ${i} to the API key (${a.status})`, a.text] as const),
+            ["the API key list", (yield* call(neuron.url, "GET", "/v1/api-keys", admin)).text]
           ]
         )
+        // The registry's bearer token must be in the database (the Neuron heartbeats with it); the API key must not.
+        assertNoSecret([["API key", apiKey]], [["the database file and its WAL, as bytes", database]])
         // Two registrations, two tokens: both were searched for.
         assert.notStrictEqual(firstToken, secondToken)
         assert.notStrictEqual(records.registration.registration_id, firstId)

@@ -70,10 +70,16 @@ export const callChunked = (
           } catch {
             body = null
           }
-          resolve({ status: response.statusCode ?? 0, contentType: response.headers["content-type"] ?? "", body, text })
+          resolve({
+            status: response.statusCode ?? 0,
+            contentType: response.headers["content-type"] ?? "",
+            headers: Object.fromEntries(Object.entries(response.headers).map(([k, v]) => [k, String(v)])),
+            body,
+            text
+          })
         })
       })
-      request.on("error", () => resolve({ status: 0, contentType: "", body: null, text: "" }))
+      request.on("error", () => resolve({ status: 0, contentType: "", headers: {}, body: null, text: "" }))
       const write = (i: number) => {
         if (i === chunks.length) return request.end()
         request.write(chunks[i], () => setTimeout(() => write(i + 1), 1))

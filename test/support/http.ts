@@ -15,6 +15,8 @@ export const npiOf = (n: number): Npi => withCheckDigit("1" + String(n).padStart
 export interface Answer {
   readonly status: number
   readonly contentType: string
+  /** Every response header, by lower-case name. */
+  readonly headers: Readonly<Record<string, string>>
   readonly body: any
   readonly text: string
 }
@@ -47,7 +49,13 @@ export const call = (
     } catch {
       parsed = null
     }
-    return { status: response.status, contentType: response.headers.get("content-type") ?? "", body: parsed, text }
+    return {
+      status: response.status,
+      contentType: response.headers.get("content-type") ?? "",
+      headers: Object.fromEntries(response.headers.entries()),
+      body: parsed,
+      text
+    }
   })
 
 /** A port on 127.0.0.1 where nothing listens now (it was just free; a test may start something on it). */

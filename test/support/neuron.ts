@@ -190,6 +190,8 @@ export interface Records {
   /** The bearer token stored in the snapshot, for leak checks (`null` when none). */
   readonly bearerToken: string | null
   readonly providers: ReadonlyArray<Record<string, unknown>>
+  /** The raw `api_keys` rows (their hashes included). */
+  readonly apiKeys: ReadonlyArray<Record<string, unknown>>
 }
 
 /** Reads the event log, the audit chain (verified) and the snapshot through a second connection (WAL allows it). */
@@ -206,6 +208,7 @@ export const readRecords = (dataDir: string): Effect.Effect<Records> =>
     const auditRows = yield* sql<Record<string, unknown>>`SELECT * FROM audit_log ORDER BY seq`
     const [row] = yield* sql<Record<string, unknown>>`SELECT * FROM registration`
     const providers = yield* sql<Record<string, unknown>>`SELECT * FROM providers ORDER BY npi`
+    const apiKeys = yield* sql<Record<string, unknown>>`SELECT * FROM api_keys ORDER BY created_at, id`
     const { bearer_token, ...registration } = row!
     return {
       events: eventRows.map((r) => r.type as string),
@@ -214,7 +217,8 @@ export const readRecords = (dataDir: string): Effect.Effect<Records> =>
       verification: yield* audit.verify(),
       registration,
       bearerToken: typeof bearer_token === "string" ? bearer_token : null,
-      providers
+      providers,
+      apiKeys
     }
   }).pipe(Effect.scoped, Effect.orDie)
 
