@@ -71,43 +71,57 @@ const failed = (audit: AuditLog, session: SessionInfo, code: string, closeCode: 
 
 /**
  * Sends the outcome, starts the close with its code, and records a failure (a completion was recorded with
- * the relationship, in its transaction). Meant to run uninterruptibly.
+ * the relationship, in its transaction). Meant to run uninterruptibly. Returns the outcome's label for the
+ * `neuron_handshakes_total{outcome}` counter: `completed`, or the failure's code (`AUTH_TIMEOUT`, ...).
+ * A completion is logged only when `logCompleted` (debug logging on): one line per handshake is too much for a
+ * busy clinic's log, and building it costs CPU on the hot path; `/metrics` counts them instead.
  */
 export const finish = (
   session: SessionInfo,
   connection: Upgraded,
   exit: Outcome,
-  services: { readonly verifier: ConsentVerifier["Type"]; readonly audit: AuditLog }
-) =>
+  services: {
+    readonly verifier: ConsentVerifier["Type"]
+    readonly audit: AuditLog
+    readonly logCompleted: boolean
+  }
+): Effect.Effect<string> =>
   Effect.gen(function*() {
     const { audit, verifier } = services
     yield* verifier.forget(session.connection_id)
     if (Exit.isSuccess(exit)) {
       yield* connection.send(encodeServerMessage(exit.value))
       yield* connection.close(1000, "handshake complete")
-      return yield* Effect.logInfo("handshake completed").pipe(
-        Effect.annotateLogs({
-          service: "HandshakeServer",
-          connection_id: session.connection_id,
-          status: exit.value.status,
-          provider_npi: exit.value.provider_npi
-        })
-      )
+      if (services.logCompleted) {
+        yield* Effect.logDebug("handshake completed").pipe(
+          Effect.annotateLogs({
+            service: "HandshakeServer",
+            connection_id: session.connection_id,
+            status: exit.value.status,
+            provider_npi: exit.value.provider_npi
+          })
+        )
+      }
+      return "completed"
     }
     const cause = exit.cause
     if (Cause.isInterruptedOnly(cause)) {
-      // The platform interrupts with `clientAbortFiberId` when the peer dropped the connection.
+      // The server interrupts with `clientAbortFiberId` when the peer dropped the connection.
       const peerGone = HashSet.has(Cause.interruptors(cause), clientAbortFiberId)
       yield* connection.close(1001, "going away")
-      return yield* failed(audit, session, peerGone ? "CONNECTION_CLOSED" : "SHUTDOWN", peerGone ? 1006 : 1001)
+      const code = peerGone ? "CONNECTION_CLOSED" : "SHUTDOWN"
+      yield* failed(audit, session, code, peerGone ? 1006 : 1001)
+      return code
     }
     const failure = Cause.failureOption(cause)
     if (Option.isSome(failure) && failure.value._tag === "ConnectionEnded") {
-      return yield* failed(audit, session, failure.value.code, failure.value.closeCode)
+      yield* failed(audit, session, failure.value.code, failure.value.closeCode)
+      return failure.value.code
     }
     if (Option.isSome(failure) && failure.value._tag === "ServerStopping") {
       yield* connection.close(1001, "going away")
-      return yield* failed(audit, session, "SHUTDOWN", 1001)
+      yield* failed(audit, session, "SHUTDOWN", 1001)
+      return "SHUTDOWN"
     }
     const refusal = Option.isSome(failure) && failure.value._tag === "HandshakeFailure"
       ? failure.value
@@ -126,4 +140,5 @@ export const finish = (
     )
     yield* connection.close(closeCodeOf[refusal.code], refusal.code)
     yield* failed(audit, session, refusal.code, closeCodeOf[refusal.code], refusal.message)
+    return refusal.code
   })

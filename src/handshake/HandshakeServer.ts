@@ -1,31 +1,39 @@
 /**
- * HandshakeServer: `GET /ws/handshake` (PROTOCOL.md section 2) on the Neuron's HTTP server. It checks the
- * Origin, queues the upgrade behind the concurrency ceiling (FIFO, 503 + Retry-After past the queue time-out),
- * upgrades with its own `ws` server (frame limit, see WebSocketConnection.ts), runs the HandshakeProtocol state
- * machine and closes with the code of its outcome. A queued upgrade waits in its HTTP request; an upgraded
- * socket is handed to a fiber of its own that owns the connection's scope (slot, socket, session), so that
- * the request ends and a waiting connection holds little memory. Closing the server's scope answers queued
- * upgrades 503 and stops open handshakes (1001), then waits until every connection is gone.
+ * HandshakeServer: `GET /ws/handshake` (PROTOCOL.md section 2) on the Neuron's HTTP server. The WebSocket
+ * upgrades of that path are taken from the Node server's `upgrade` event, ahead of the HTTP platform (see
+ * docs/handshake.md, "Upgrade"): the Origin rule (403), the concurrency ceiling (FIFO, 503 + Retry-After past
+ * the queue time-out), then `ws`'s `handleUpgrade` on our own `ws` server (frame limit, see
+ * WebSocketConnection.ts), the HandshakeProtocol state machine and the close with the code of its outcome.
+ * Every other upgrade, and every plain request, stays with the platform (a plain GET of the path is answered
+ * 426 by the route). Each connection has a scope of its own (slot, socket, session); closing the server's scope
+ * answers queued upgrades 503, stops open handshakes (1001) and waits until every connection is gone.
  */
-import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import { clientAbortFiberId } from "@effect/platform/HttpServerError"
 import * as Clock from "effect/Clock"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import * as Layer from "effect/Layer"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
-import type { IncomingMessage } from "node:http"
+import { type IncomingMessage, type Server, STATUS_CODES } from "node:http"
+import type { Duplex } from "node:stream"
 import { ConsentVerifier } from "../consent/ConsentVerifier.js"
 import { errorResponse } from "../http/ErrorBody.js"
+import { nodeServerOf } from "../http/NodeServer.js"
 import { AuditLog } from "../store/AuditLog.js"
 import * as Admission from "./Admission.js"
 import * as HandshakeOutcome from "./HandshakeOutcome.js"
@@ -55,22 +63,53 @@ export interface ActiveHandshake {
 
 /** The consent handshake WebSocket endpoint. */
 export class HandshakeServer extends Context.Tag("neuron/HandshakeServer")<HandshakeServer, {
-  /** The route handler of `GET /ws/handshake`; mount it on the Neuron's router (or use `route`). */
+  /**
+   * The route handler of `GET /ws/handshake` for plain requests (426, or 403 for an Origin outside the
+   * allowlist); mount it on the Neuron's router (or use `route`). Upgrades never reach it while the server
+   * takes them (`takeUpgrades`); one that does is answered 503.
+   */
   readonly handle: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest>
+  /**
+   * Takes the `/ws/handshake` upgrades of the Node server behind `server` until the scope closes (once per
+   * server: later calls do nothing). The Layer does it itself when an `HttpServer` is in its context.
+   */
+  readonly takeUpgrades: (server: HttpServer.HttpServer) => Effect.Effect<void, never, Scope.Scope>
   /** Handshakes in progress, the queued ones included (`state: "queued"`). */
   readonly activeSessions: Effect.Effect<ReadonlyArray<ActiveHandshake>>
+  /**
+   * Handshakes ended so far by outcome: `completed`, the failure's code (`AUTH_TIMEOUT`, `CONSENT_FAILED`, ...),
+   * `FORBIDDEN` (403, Origin) and `SERVICE_UNAVAILABLE` (503, queue time-out or shutdown).
+   */
+  readonly outcomes: Effect.Effect<ReadonlyMap<string, number>>
 }>() {}
 
 /** What the handshake needs from the Neuron. */
 export type HandshakeServerRequirements = ConsentVerifier | ProviderLookup | RelationshipStore | AuditLog
 
-// Node's parser sets `upgrade` on the request it hands to the `upgrade` event (not in @types/node).
-const isUpgrade = (incoming: IncomingMessage) => (incoming as { readonly upgrade?: boolean }).upgrade === true
+/** The request's path without its query. */
+const pathOf = (url: string | undefined) => {
+  if (url === undefined) return ""
+  const q = url.indexOf("?")
+  return q < 0 ? url : url.slice(0, q)
+}
 
-/** Destroys an upgrade request's socket once the HTTP answer written to it has been flushed. */
-const destroyAfterAnswer = (incoming: IncomingMessage) => {
-  const socket = incoming.socket
-  socket.once("finish", () => socket.destroy())
+/**
+ * Answers an upgrade request with an HTTP error in the project's error body (ErrorBody.ts), on the raw socket
+ * (there is no Node response for an upgrade), and closes the socket once it is written.
+ */
+const answer = (
+  socket: Duplex,
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {}
+) => {
+  if (socket.destroyed) return
+  const body = JSON.stringify({ error: { code, message } })
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\ncontent-type: application/json\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n`
+  for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`
+  socket.end(head + "\r\n" + body, () => socket.destroy())
 }
 
 /** A handshake in progress; `connection` is set once its socket is upgraded. */
@@ -79,28 +118,50 @@ interface Tracked {
   connection: WebSocketConnection.Upgraded | undefined
 }
 
+/** The Tracer a fiber has unless the host installs one (OpenTelemetry...): spans are then recorded nowhere. */
+const defaultTracer = Effect.runSync(Effect.tracer)
+
 /** Builds the server; its scope owns the `ws` server and, on close, stops every handshake. */
 export const make = (options: HandshakeServerOptions) =>
   Effect.gen(function*() {
     const settings = resolveOptions(options)
+    const built = yield* Effect.runtime<never>()
+    // Per handshake, a log line and spans cost more than the protocol's own Effect work: completions are
+    // logged only with debug logging on, spans recorded only when the host installed a tracer.
+    const logCompleted = LogLevel.lessThanEqual(
+      FiberRefs.getOrDefault(built.fiberRefs, FiberRef.currentMinimumLogLevel),
+      LogLevel.Debug
+    )
+    const tracing = (yield* Effect.tracer) !== defaultTracer
+    // The Clock the server was built with (a TestClock in tests), for the times taken outside a fiber.
+    const clock = yield* Effect.clock
     // Taken once: a handshake uses them directly instead of looking them up in its context every time.
-    const services: HandshakeProtocol.ProtocolServices = {
+    const services: HandshakeProtocol.ProtocolServices & {
+      readonly verifier: ConsentVerifier["Type"]
+      readonly logCompleted: boolean
+    } = {
       verifier: yield* ConsentVerifier,
       providers: yield* ProviderLookup,
       relationships: yield* RelationshipStore,
-      audit: yield* AuditLog
+      audit: yield* AuditLog,
+      logCompleted
     }
     const wss = yield* WebSocketConnection.makeServer(settings)
     const admission = yield* Admission.make(settings.maxConcurrentHandshakes)
     const drained = yield* Effect.makeLatch(true)
     const sessions = new Set<Tracked>()
+    const outcomes = new Map<string, number>()
+    const count = (outcome: string) => outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
     let stopping = false
     const retryAfter = String(Math.max(1, Math.ceil(Duration.toSeconds(settings.retryAfter))))
     const authTimeoutMillis = Duration.toMillis(settings.authTimeout)
+    const allowed = Option.map(settings.allowedOrigins, (list) => new Set(list))
+    const originRefused = (origin: string | undefined) =>
+      origin !== undefined && Option.isSome(allowed) && !allowed.value.has(normalizeOrigin(origin))
 
     // Registered on the connection's scope directly: cheaper than `acquireRelease` (no fiber-reference snapshot).
-    const track = (tracked: Tracked) =>
-      Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) => {
+    const track = (tracked: Tracked, scope: Scope.Scope) =>
+      Effect.suspend(() => {
         sessions.add(tracked)
         drained.unsafeClose()
         return Scope.addFinalizer(
@@ -110,7 +171,7 @@ export const make = (options: HandshakeServerOptions) =>
             if (sessions.size === 0) drained.unsafeOpen()
           })
         )
-      }))
+      })
 
     // On shutdown: queued upgrades get 503, running handshakes close with 1001 (their reader is told to stop
     // before anything else it has not read yet); wait until all are gone.
@@ -123,99 +184,85 @@ export const make = (options: HandshakeServerOptions) =>
       })
     )
 
-    const unavailable = (incoming: IncomingMessage, message: string) => {
-      destroyAfterAnswer(incoming)
-      return errorResponse(503, "SERVICE_UNAVAILABLE", message, { headers: { "retry-after": retryAfter } })
+    const unavailable = (socket: Duplex, message: string) => {
+      count("SERVICE_UNAVAILABLE")
+      answer(socket, 503, "SERVICE_UNAVAILABLE", message, { "retry-after": retryAfter })
     }
 
-    // An interrupted handler cannot return a response: the 503 is written on the Node response directly
-    // (the platform then finds it ended and writes nothing more).
-    const unavailableOnInterrupt = (request: HttpServerRequest.HttpServerRequest, incoming: IncomingMessage) =>
-      Effect.sync(() => {
-        const response = NodeHttpServerRequest.toServerResponse(request)
-        if (response.headersSent || incoming.socket.destroyed) return
-        destroyAfterAnswer(incoming)
-        const body = JSON.stringify({ error: { code: "SERVICE_UNAVAILABLE", message: "the neuron is shutting down" } })
-        response.writeHead(503, {
-          "content-type": "application/json",
-          "content-length": Buffer.byteLength(body),
-          "retry-after": retryAfter
-        })
-        response.end(body)
-      })
-
-    // The connections run in fibers of their own, started with the references (logger, Clock, tracer) this
-    // server was built with: a connection must not keep the HTTP request's fiber (and everything it references)
-    // alive while it waits. Their context is empty: the services are taken above, and every `Context.add` on
-    // the way (a SQL transaction adds two) copies the whole context, which measured in the CPU per handshake.
-    const built = yield* Effect.runtime<never>()
-    const runFork = Runtime.runFork(
-      Runtime.make({ context: Context.empty(), fiberRefs: built.fiberRefs, runtimeFlags: built.runtimeFlags })
-    )
+    // Upgrades and connections run in fibers of their own, started with the references (logger, Clock, tracer)
+    // this server was built with. Their context is empty: the services are taken above, and every
+    // `Context.add` on the way (a SQL transaction adds one) copies the whole context.
+    const runFork = Runtime.runFork(Runtime.make({
+      context: Context.empty(),
+      fiberRefs: tracing
+        ? built.fiberRefs
+        : FiberRefs.updateAs(built.fiberRefs, {
+          fiberId: FiberId.none,
+          fiberRef: FiberRef.currentTracerEnabled,
+          value: false
+        }),
+      runtimeFlags: built.runtimeFlags
+    }))
 
     /** Serves an upgraded connection to its end; runs uninterruptibly, in its own fiber. */
     const serveConnection = (session: HandshakeProtocol.SessionInfo, connection: WebSocketConnection.Upgraded) =>
       Effect.flatMap(
         Effect.exit(HandshakeProtocol.run(session, connection, settings, services)),
-        (exit) => HandshakeOutcome.finish(session, connection, exit, services)
+        (exit) => Effect.map(HandshakeOutcome.finish(session, connection, exit, services), count)
       )
 
-    type Opened =
-      | { readonly _tag: "Answer"; readonly response: HttpServerResponse.HttpServerResponse }
-      | { readonly _tag: "Upgraded"; readonly connection: WebSocketConnection.Upgraded }
-
-    /** Waits for a slot and upgrades; everything acquired is released with the scope. */
+    /**
+     * Waits for a slot and upgrades, everything acquired on `scope`; true once upgraded. The upgrade is
+     * answered here when it is refused (503), or dropped when the client went away meanwhile.
+     */
     const open = (
-      request: HttpServerRequest.HttpServerRequest,
       incoming: IncomingMessage,
-      tracked: Tracked
-    ): Effect.Effect<Opened, never, Scope.Scope> =>
+      socket: Duplex,
+      head: Buffer,
+      tracked: Tracked,
+      scope: Scope.CloseableScope
+    ): Effect.Effect<boolean> =>
       Effect.gen(function*() {
         const session = tracked.session
-        yield* track(tracked)
-        const admitted = yield* admission.admit(settings.queueTimeout).pipe(
-          Effect.onInterrupt(() => unavailableOnInterrupt(request, incoming))
-        )
+        yield* track(tracked, scope)
+        const admitted = yield* Scope.extend(admission.admit(settings.queueTimeout), scope)
         if (admitted !== "admitted") {
-          const message = admitted === "timeout"
-            ? "too many handshakes in progress: retry later"
-            : "the neuron is shutting down"
-          return { _tag: "Answer", response: unavailable(incoming, message) } as const
+          unavailable(
+            socket,
+            admitted === "timeout" ? "too many handshakes in progress: retry later" : "the neuron is shutting down"
+          )
+          return false
         }
         const upgradedAt = yield* Clock.currentTimeMillis
-        const upgraded = yield* WebSocketConnection.upgrade(wss, incoming, upgradedAt + authTimeoutMillis)
-        if (Option.isNone(upgraded)) return { _tag: "Answer", response: HttpServerResponse.empty() } as const
+        const upgraded = yield* Scope.extend(
+          WebSocketConnection.upgrade(wss, incoming, upgradedAt + authTimeoutMillis, head),
+          scope
+        )
+        if (Option.isNone(upgraded)) return false
         const connection = upgraded.value
         session.state = "awaiting_auth"
         session.upgraded_at = new Date(upgradedAt).toISOString()
         tracked.connection = connection
         if (stopping) connection.stop()
-        return { _tag: "Upgraded", connection } as const
+        // The connection's fiber starts at its first event: a waiting connection holds no fiber.
+        connection.whenReady(() =>
+          runFork(Effect.ensuring(serveConnection(session, connection), Scope.close(scope, Exit.void)))
+        )
+        return true
       })
 
-    const allowed = Option.map(settings.allowedOrigins, (list) => new Set(list))
-
-    const handle = Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const incoming = NodeHttpServerRequest.toIncomingMessage(request)
-      const origin = request.headers["origin"]
-      if (
-        origin !== undefined && Option.isSome(allowed) &&
-        !allowed.value.has(normalizeOrigin(origin))
-      ) {
-        if (isUpgrade(incoming)) destroyAfterAnswer(incoming)
-        return errorResponse(403, "FORBIDDEN", "this Origin is not allowed to open a handshake")
+    /** One upgrade of the handshake path, from the Node server's `upgrade` event. */
+    const accept = (incoming: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (originRefused(incoming.headers.origin)) {
+        count("FORBIDDEN")
+        return answer(socket, 403, "FORBIDDEN", "this Origin is not allowed to open a handshake")
       }
-      if (!isUpgrade(incoming)) {
-        return errorResponse(426, "UPGRADE_REQUIRED", "GET /ws/handshake is a WebSocket endpoint", {
-          headers: { upgrade: "websocket" }
-        })
-      }
+      if (stopping) return unavailable(socket, "the neuron is shutting down")
       const tracked: Tracked = {
         session: {
           connection_id: randomUUID(),
-          started_at: DateTime.formatIso(yield* DateTime.now),
-          remote_address: Option.getOrNull(request.remoteAddress),
+          started_at: new Date(clock.unsafeCurrentTimeMillis()).toISOString(),
+          remote_address: incoming.socket.remoteAddress ?? null,
           state: "queued",
           provider_npi: null,
           patient_agent_id: null,
@@ -224,27 +271,75 @@ export const make = (options: HandshakeServerOptions) =>
         },
         connection: undefined
       }
-      // The scope of the connection: this request's until the upgrade, then the connection fiber's, which closes
-      // it at the end (the socket closed and waited for, the slot released, the session untracked).
-      const scope = yield* Scope.make()
-      return yield* Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.exit(Scope.extend(restore(open(request, incoming, tracked)), scope)), (exit) => {
-          if (Exit.isFailure(exit)) return Effect.zipRight(Scope.close(scope, exit), Effect.failCause(exit.cause))
-          const opened = exit.value
-          if (opened._tag === "Answer") return Effect.as(Scope.close(scope, Exit.void), opened.response)
-          // The platform answers the request once this handler returns. It does not know the socket was
-          // upgraded (we used our own `ws` server), so its answer must not reach the socket: the Node response
-          // is detached from it, and what the platform writes into it stays buffered and is dropped.
-          NodeHttpServerRequest.toServerResponse(request).detachSocket(incoming.socket)
-          // The platform attaches its own `close` listener once this handler has first returned (or earlier,
-          // when the upgrade waited in the queue): dropped on the next turn, see `dropForeignCloseListeners`.
-          setImmediate(() => opened.connection.dropForeignCloseListeners())
-          opened.connection.whenReady(() =>
-            runFork(Effect.ensuring(serveConnection(tracked.session, opened.connection), Scope.close(scope, Exit.void)))
+      // A client that leaves while its upgrade waits in the queue gives its place up.
+      let fiber: Fiber.RuntimeFiber<void> | undefined
+      const gone = () => fiber?.unsafeInterruptAsFork(clientAbortFiberId)
+      socket.once("close", gone)
+      fiber = runFork(Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Scope.make(), (scope) =>
+          Effect.flatMap(Effect.exit(restore(open(incoming, socket, head, tracked, scope))), (exit) => {
+            socket.off("close", gone)
+            if (Exit.isSuccess(exit) && exit.value) return Effect.void
+            // Refused, gone, or interrupted (the client left while queued): release what was taken.
+            if (!socket.destroyed && Exit.isFailure(exit)) socket.destroy()
+            return Scope.close(scope, Exit.void)
+          }))
+      ))
+    }
+
+    // The Node servers whose upgrades this server takes, and how to give each back.
+    const taken = new WeakSet<Server>()
+    const takeUpgrades = (server: HttpServer.HttpServer): Effect.Effect<void, never, Scope.Scope> =>
+      Effect.suspend(() => {
+        const node = nodeServerOf(server)
+        if (Option.isNone(node)) {
+          return Effect.dieMessage(
+            "HandshakeServer: the HttpServer is not a listening Node http.Server of this process " +
+              "(@effect/platform-node's NodeHttpServer): its WebSocket upgrades cannot be taken"
           )
-          return Effect.succeed(HttpServerResponse.empty())
+        }
+        const target = node.value
+        if (taken.has(target)) return Effect.void
+        return Effect.acquireRelease(
+          Effect.sync(() => {
+            taken.add(target)
+            // The platform's NodeHttpServer listens for `upgrade` too and would run every upgrade through the
+            // HTTP app as well: the handshake's are taken where the event is emitted, so that exactly one
+            // handler serves each. Any other upgrade goes on to every listener as before.
+            const emit = target.emit
+            let active = true
+            const intercepted = function(this: Server, event: string | symbol, ...args: Array<any>): boolean {
+              if (active && event === "upgrade" && pathOf((args[0] as IncomingMessage).url) === HANDSHAKE_PATH) {
+                accept(args[0], args[1], args[2])
+                return true
+              }
+              return emit.apply(this, [event, ...args] as any)
+            }
+            target.emit = intercepted as typeof target.emit
+            return () => {
+              taken.delete(target)
+              // Restored unless someone wrapped `emit` after us: then ours only steps aside.
+              if (target.emit === intercepted) target.emit = emit
+              else active = false
+            }
+          }),
+          (release) => Effect.sync(release)
+        )
+      })
+
+    const handle = Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+      if (originRefused(request.headers["origin"])) {
+        return errorResponse(403, "FORBIDDEN", "this Origin is not allowed to open a handshake")
+      }
+      if (request.headers["upgrade"] !== undefined) {
+        // Only when the upgrades are not taken from the Node server (not given one, or stopped).
+        return errorResponse(503, "SERVICE_UNAVAILABLE", "the handshake is not being served", {
+          headers: { "retry-after": retryAfter, connection: "close" }
         })
-      )
+      }
+      return errorResponse(426, "UPGRADE_REQUIRED", "GET /ws/handshake is a WebSocket endpoint", {
+        headers: { upgrade: "websocket" }
+      })
     })
 
     const activeSessions = Effect.sync(() =>
@@ -256,7 +351,16 @@ export const make = (options: HandshakeServerOptions) =>
       }))
     )
 
-    return HandshakeServer.of({ handle, activeSessions })
+    const service = HandshakeServer.of({
+      handle,
+      takeUpgrades,
+      activeSessions,
+      outcomes: Effect.sync(() => new Map(outcomes))
+    })
+    // On the host's server when it has one (the Neuron's Layer); otherwise `route` does it.
+    const server = yield* Effect.serviceOption(HttpServer.HttpServer)
+    if (Option.isSome(server)) yield* takeUpgrades(server.value)
+    return service
   })
 
 /** The server with the given options. */
@@ -275,5 +379,12 @@ export const layerConfig = (
  * serve them together, e.g. `HttpLayerRouter.serve(Layer.mergeAll(route, ApiRoutes))`.
  */
 export const route: Layer.Layer<never, never, HttpLayerRouter.HttpRouter | HandshakeServer> = HttpLayerRouter.use(
-  (router) => Effect.flatMap(HandshakeServer, (server) => router.add("GET", HANDSHAKE_PATH, server.handle))
+  (router) =>
+    Effect.gen(function*() {
+      const server = yield* HandshakeServer
+      yield* router.add("GET", HANDSHAKE_PATH, server.handle)
+      // The upgrades, from the Node server the router is served on (when the server's Layer had none).
+      const http = yield* Effect.serviceOption(HttpServer.HttpServer)
+      if (Option.isSome(http)) yield* server.takeUpgrades(http.value)
+    })
 )

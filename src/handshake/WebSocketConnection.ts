@@ -253,7 +253,9 @@ const listen = (connection: Connection, ws: WebSocket) => {
 export const upgrade = (
   wss: WebSocketServer,
   incoming: IncomingMessage,
-  deadlineMillis: number
+  deadlineMillis: number,
+  /** The bytes read past the upgrade request (the Node `upgrade` event's `head`): the first frame's start. */
+  head: Buffer = EMPTY_HEAD
 ): Effect.Effect<Option.Option<Upgraded>, never, Scope.Scope> =>
   Effect.flatMap(Effect.clock, (clock) => {
     const acquire = Effect.async<Option.Option<Connection>>((resume) => {
@@ -262,7 +264,7 @@ export const upgrade = (
       const gone = () => resume(Effect.succeed(Option.none()))
       const prior = socket.listeners("close")
       socket.once("close", gone)
-      wss.handleUpgrade(incoming, socket, EMPTY_HEAD, (ws) => {
+      wss.handleUpgrade(incoming, socket, head, (ws) => {
         socket.off("close", gone)
         // What `ws` attached to the raw socket while upgrading: the only close listeners a connection needs.
         const own = socket.listeners("close").filter((listener) => !prior.includes(listener)) as Array<CloseListener>

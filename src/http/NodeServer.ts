@@ -5,7 +5,8 @@
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as HttpServer from "@effect/platform/HttpServer"
-import { createServer } from "node:http"
+import * as Option from "effect/Option"
+import { createServer, Server } from "node:http"
 
 /**
  * A Node HTTP server layer on `host:port` (port 0: any free port). The platform listens as soon as the layer is
@@ -31,4 +32,32 @@ export const urlOf = (server: HttpServer.HttpServer): string => {
   if (address._tag !== "TcpAddress") return `http://unix:${address.path}`
   const host = address.hostname === "0.0.0.0" || address.hostname === "::" ? "127.0.0.1" : address.hostname
   return `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`
+}
+
+/**
+ * The Node `http.Server` behind an `HttpServer` of `@effect/platform-node` (NodeHttpServer.layer / make), for a
+ * part that must listen to Node events the platform does not expose (the handshake takes its WebSocket
+ * upgrades from the `upgrade` event). The platform exposes only the address it listens on, so the server is the
+ * listening Node server of this process at that address (`process._getActiveHandles`, which lists every
+ * referenced handle). None: the HttpServer is not a Node server of this process, or it was `unref`'d.
+ */
+export const nodeServerOf = (server: HttpServer.HttpServer): Option.Option<Server> => {
+  const wanted = server.address
+  const handles: ReadonlyArray<unknown> = (process as { _getActiveHandles?: () => Array<unknown> })
+    ._getActiveHandles?.() ?? []
+  for (const handle of handles) {
+    if (!(handle instanceof Server) || !handle.listening) continue
+    const address = handle.address()
+    if (address === null) continue
+    if (typeof address === "string") {
+      if (wanted._tag === "UnixAddress" && wanted.path === address) return Option.some(handle)
+      continue
+    }
+    // The platform reports `::` as 0.0.0.0 (NodeHttpServer.make).
+    const hostname = address.address === "::" ? "0.0.0.0" : address.address
+    if (wanted._tag === "TcpAddress" && wanted.port === address.port && wanted.hostname === hostname) {
+      return Option.some(handle)
+    }
+  }
+  return Option.none()
 }
