@@ -45,6 +45,9 @@ export const start = (
     child.once("exit", (code) => reject(new Error(`${file} exited with ${code}`)))
   })
 
+/** Stops `child` with the others at the end of the run (or on the time limit). */
+export const track = (child: ChildProcess) => void children.push(child)
+
 /** Sends `message` and resolves with the child's next message. */
 export const ask = <A>(child: ChildProcess, message: object): Promise<A> =>
   new Promise((resolve) => {

@@ -150,6 +150,13 @@ const metricsRoute = HttpApiBuilder.Router.use((router) =>
     const state = gauge("neuron_registration_state", "1 for the current registration lifecycle state", ["state"])
     const providers = gauge("neuron_providers", "Providers by status", ["status"])
     const active = gauge("neuron_active_handshakes", "Handshakes in progress, queued ones included")
+    // Counted by the HandshakeServer as they end (plain numbers, nothing per handshake here), read at scrape time.
+    const ended = new Prometheus.Counter({
+      name: "neuron_handshakes_total",
+      help: "Handshakes ended, by outcome: completed, or the refusal's code (AUTH_TIMEOUT, FORBIDDEN, ...)",
+      labelNames: ["outcome"],
+      registers: [registry]
+    })
     const collect = Effect.gen(function*() {
       const h = yield* health.get
       const reg = yield* registration.current
@@ -165,6 +172,8 @@ const metricsRoute = HttpApiBuilder.Router.use((router) =>
         providers.set({ status }, ps.filter((p) => p.status === status).length)
       }
       active.set(sessions.length)
+      ended.reset()
+      for (const [outcome, n] of yield* handshakes.outcomes) ended.inc({ outcome }, n)
       return yield* Effect.promise(() => registry.metrics())
     })
     yield* router.get(

@@ -20,6 +20,8 @@ export interface Admission {
   readonly admit: (timeout: Duration.DurationInput) => Effect.Effect<AdmissionResult, never, Scope.Scope>
   /** Refuses every waiter and every later request with `closed` (on shutdown). Held slots stay held. */
   readonly close: Effect.Effect<void>
+  /** True when `admit` would take a slot at once (a slot free, nobody waiting, not closed). */
+  readonly available: () => boolean
   /** Slots in use. */
   readonly inUse: Effect.Effect<number>
   /** Requests waiting in line. */
@@ -101,6 +103,7 @@ export const make = (permits: number): Effect.Effect<Admission> =>
     return {
       admit,
       close,
+      available: () => !closed && free > 0 && waiters.size === 0,
       inUse: Effect.sync(() => permits - free),
       waiting: Effect.sync(() => waiters.size)
     }

@@ -10,9 +10,9 @@
  */
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
+import { clientAbortFiberId } from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { clientAbortFiberId } from "@effect/platform/HttpServerError"
 import * as Clock from "effect/Clock"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -110,6 +110,59 @@ const answer = (
     `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n`
   for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`
   socket.end(head + "\r\n" + body, () => socket.destroy())
+}
+
+/** What an upgrade that waits in the queue reads meanwhile. */
+interface Waiting {
+  /** The bytes past the upgrade request: the event's `head` and what arrived while queued. Stops reading. */
+  readonly head: () => Buffer
+  /** Lets the socket flow again (once `ws` listens to it). */
+  readonly resume: () => void
+}
+
+/**
+ * While an upgrade waits in the queue its socket is read, so that a client that leaves (FIN) is seen and gives
+ * its place up: an unread socket never reports the peer's end. What arrives is kept (up to `limit`, then the
+ * socket is paused: TCP holds the rest) and handed to `ws` with the head. An upgrade that does not wait is
+ * left alone (nothing to read before `ws` takes the socket).
+ */
+const waitingFor = (socket: Duplex, head: Buffer, gone: () => void, queued: boolean, limit = 1 << 17): Waiting => {
+  if (!queued) return { head: () => head, resume: () => {} }
+  const chunks: Array<Buffer> = [head]
+  let bytes = head.length
+  let reading = true
+  let paused = false
+  const onData = (chunk: Buffer) => {
+    chunks.push(chunk)
+    bytes += chunk.length
+    if (bytes > limit) socket.pause()
+  }
+  socket.on("data", onData)
+  socket.once("end", gone)
+  return {
+    head: () => {
+      if (reading) {
+        reading = false
+        socket.off("data", onData)
+        socket.off("end", gone)
+        // Paused until `ws` has attached its listeners (attaching a listener does not resume a paused stream).
+        socket.pause()
+        paused = true
+      }
+      return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
+    },
+    resume: () => {
+      if (reading) {
+        reading = false
+        socket.off("data", onData)
+        socket.off("end", gone)
+      }
+      if (paused && !socket.destroyed) {
+        paused = false
+        socket.resume()
+      }
+    }
+  }
 }
 
 /** A handshake in progress; `connection` is set once its socket is upgraded. */
@@ -218,7 +271,7 @@ export const make = (options: HandshakeServerOptions) =>
     const open = (
       incoming: IncomingMessage,
       socket: Duplex,
-      head: Buffer,
+      waiting: Waiting,
       tracked: Tracked,
       scope: Scope.CloseableScope
     ): Effect.Effect<boolean> =>
@@ -235,9 +288,10 @@ export const make = (options: HandshakeServerOptions) =>
         }
         const upgradedAt = yield* Clock.currentTimeMillis
         const upgraded = yield* Scope.extend(
-          WebSocketConnection.upgrade(wss, incoming, upgradedAt + authTimeoutMillis, head),
+          WebSocketConnection.upgrade(wss, incoming, upgradedAt + authTimeoutMillis, waiting.head()),
           scope
         )
+        waiting.resume()
         if (Option.isNone(upgraded)) return false
         const connection = upgraded.value
         session.state = "awaiting_auth"
@@ -275,13 +329,19 @@ export const make = (options: HandshakeServerOptions) =>
       let fiber: Fiber.RuntimeFiber<void> | undefined
       const gone = () => fiber?.unsafeInterruptAsFork(clientAbortFiberId)
       socket.once("close", gone)
+      const waiting = waitingFor(socket, head, gone, !admission.available())
       fiber = runFork(Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(Scope.make(), (scope) =>
-          Effect.flatMap(Effect.exit(restore(open(incoming, socket, head, tracked, scope))), (exit) => {
+          Effect.flatMap(Effect.exit(restore(open(incoming, socket, waiting, tracked, scope))), (exit) => {
             socket.off("close", gone)
-            if (Exit.isSuccess(exit) && exit.value) return Effect.void
+            waiting.resume()
+            if (Exit.isSuccess(exit) && exit.value) {
+              return Effect.void
+            }
             // Refused, gone, or interrupted (the client left while queued): release what was taken.
-            if (!socket.destroyed && Exit.isFailure(exit)) socket.destroy()
+            if (!socket.destroyed && Exit.isFailure(exit)) {
+              socket.destroy()
+            }
             return Scope.close(scope, Exit.void)
           }))
       ))
@@ -299,7 +359,9 @@ export const make = (options: HandshakeServerOptions) =>
           )
         }
         const target = node.value
-        if (taken.has(target)) return Effect.void
+        if (taken.has(target)) {
+          return Effect.void
+        }
         return Effect.acquireRelease(
           Effect.sync(() => {
             taken.add(target)
@@ -319,11 +381,13 @@ export const make = (options: HandshakeServerOptions) =>
             return () => {
               taken.delete(target)
               // Restored unless someone wrapped `emit` after us: then ours only steps aside.
-              if (target.emit === intercepted) target.emit = emit
-              else active = false
+              if (target.emit === intercepted) {
+                target.emit = emit
+              } else active = false
             }
           }),
-          (release) => Effect.sync(release)
+          (release) =>
+            Effect.sync(release)
         )
       })
 

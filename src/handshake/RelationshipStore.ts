@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { randomUUID } from "node:crypto"
+import { withPreparedTransaction } from "../sql/Sqlite.js"
 
 /** A stored relationship, decoded (`consented_actions` is stored as a JSON array). */
 export const Relationship = Schema.Struct({
@@ -62,6 +63,7 @@ const PairRequest = Schema.Struct({ patient_agent_id: Schema.String, provider_np
 /** Builds the store on the host's SqlClient. */
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  const transaction = withPreparedTransaction(sql)
 
   const findActive = SqlSchema.findOne({
     Request: PairRequest,
@@ -163,7 +165,8 @@ export const make = Effect.gen(function*() {
       return yield* Effect.dieMessage("relationships: the active relationship vanished twice while establishing")
     }).pipe(
       Effect.tap((established) => within === undefined ? Effect.void : within(established)),
-      sql.withTransaction,
+      // BEGIN / COMMIT kept prepared, no span: this is the handshake's one transaction.
+      transaction,
       // No span of its own: it runs once per handshake, inside the handshake's.
       Effect.catchTag("SqlError", Effect.die)
     )

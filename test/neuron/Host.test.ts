@@ -16,6 +16,8 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createServer } from "node:http"
+import * as CareAgentClient from "../../src/careagent/CareAgentClient.js"
+import { makePatientKey } from "../../src/careagent/CareAgentKeys.js"
 import { NeuronConfig } from "../../src/config/NeuronConfig.js"
 import * as Neuron from "../../src/Neuron.js"
 import * as Sqlite from "../../src/sql/Sqlite.js"
@@ -49,7 +51,7 @@ const SchedulingLive = Layer.effect(
 
 describe("Neuron embedded in a host program", () => {
   it.scopedLive(
-    "a host program provides the Neuron's layer (its own NodeHttpServer on port 0, NodeHttpClient, Neuron.layerSqlite), adds a provider from its own code, sees it in the registry, and closing its scope stops the Neuron (health file stopped)",
+    "a host program provides the Neuron's layer (its own NodeHttpServer on port 0, NodeHttpClient, Neuron.layerSqlite), adds a provider from its own code, sees it in the registry, completes a handshake on its server (counted in /metrics), and closing its scope stops the Neuron (health file stopped)",
     () =>
       Effect.gen(function*() {
         const registry = yield* startRegistry()
@@ -103,6 +105,21 @@ describe("Neuron embedded in a host program", () => {
         )
         const sync = yield* neuron.syncProviders
         assert.deepStrictEqual(sync, { mode: "diff", added: [], removed: [], refused: [] })
+
+        // The handshake on the host's own NodeHttpServer: its upgrades are taken from that Node server (found
+        // by its address), and /metrics counts the completion.
+        const completed = yield* CareAgentClient.handshake({
+          url: url.replace("http:", "ws:") + "/ws/handshake",
+          key: yield* makePatientKey,
+          patient_agent_id: "host-patient-1",
+          provider_npi: npiOf(91),
+          organization_npi: CLINIC.npi,
+          consented_actions: ["read:summary"],
+          patient_endpoint: "https://patient.example.org/agent"
+        })
+        assert.strictEqual(completed.status, "new")
+        const metrics = yield* Effect.promise(() => fetch(url + "/metrics").then((r) => r.text()))
+        assert.include(metrics, "neuron_handshakes_total{outcome=\"completed\"} 1")
 
         yield* Scope.close(host, Exit.void)
         const file = yield* readHealthFile(dataDir)
