@@ -326,11 +326,12 @@ export const make = (options: HandshakeServerOptions) =>
         connection: undefined
       }
       // A client that leaves while its upgrade waits in the queue gives its place up.
-      let fiber: Fiber.RuntimeFiber<void> | undefined
-      const gone = () => fiber?.unsafeInterruptAsFork(clientAbortFiberId)
+      // (Set after `runFork`, which may run the fiber to its end before it returns.)
+      const running: { fiber?: Fiber.RuntimeFiber<void> } = {}
+      const gone = () => running.fiber?.unsafeInterruptAsFork(clientAbortFiberId)
       socket.once("close", gone)
       const waiting = waitingFor(socket, head, gone, !admission.available())
-      fiber = runFork(Effect.uninterruptibleMask((restore) =>
+      running.fiber = runFork(Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(Scope.make(), (scope) =>
           Effect.flatMap(Effect.exit(restore(open(incoming, socket, waiting, tracked, scope))), (exit) => {
             socket.off("close", gone)
