@@ -1,18 +1,17 @@
 /**
  * The `--hold` mode of `pnpm bench handshake`: connections left in the auth step (never sending
- * `handshake.auth`), against the Neuron and the baseline, and their memory. Both servers are child processes run
- * by plain `node` from bundles (scripts/build.mjs, into dist/bench), as `pnpm start` runs the Neuron: no tsx loader
- * thread or transpiled modules in the figures.
+ * `handshake.auth`), against the Neuron and the baseline, and their memory. The Neuron is the product as
+ * `pnpm start` runs it (product.ts: dist/main.js with the embedded registry, its log in a file); the baseline a
+ * child process run by plain `node` from a bundle (scripts/build.mjs, into dist/bench).
  */
 import { execSync } from "node:child_process"
 import * as Path from "node:path"
 import { build } from "../../scripts/build.mjs"
 import { type Memory, PATH } from "./common.js"
 import { ask, base, dataDir, fmt, line, machine, mib, start, stop } from "./harness.js"
-import type { Sessions } from "./server-neuron.js"
+import { probe, startProduct, stopProduct } from "./product.js"
 
 const HOLD = Number(process.env.BENCH_HOLD ?? 10_000)
-const WITHOUT_HTTP_SPANS = process.env.BENCH_HTTP_SPANS !== "1"
 
 /** Runs the hold mode and prints its table. */
 export const hold = async () => {
@@ -30,18 +29,15 @@ export const hold = async () => {
   const built = Date.now()
   const bundles = await build({
     entryPoints: {
-      "server-neuron": "bench/handshake/server-neuron.ts",
       "server-baseline": "bench/handshake/server-baseline.ts"
     },
     outdir: "dist/bench"
   })
   console.log(`servers bundled into ${bundles} in ${Date.now() - built} ms; run by plain node`)
-  const neuron = await start(Path.join(bundles, "server-neuron.js"), [
-    Path.join(dataDir, "neuron.db"),
-    String(AUTH_TIMEOUT_MS),
-    String(HOLD),
-    WITHOUT_HTTP_SPANS ? "0" : "1"
-  ], { bundled: true })
+  const neuron = await startProduct(Path.join(dataDir, "product"), {
+    NEURON_AUTH_TIMEOUT_MS: String(AUTH_TIMEOUT_MS),
+    NEURON_MAX_CONCURRENT_HANDSHAKES: String(HOLD)
+  })
   const baseline = await start(
     Path.join(bundles, "server-baseline.js"),
     [Path.join(dataDir, "baseline.db"), String(AUTH_TIMEOUT_MS)],
@@ -49,7 +45,7 @@ export const hold = async () => {
   )
   const load = (await start("load.ts", ["1"])).child
   console.log(
-    `SQLite file of the Neuron: ${Path.join(dataDir, "neuron.db")}; auth timeout ${
+    `the Neuron as \`pnpm start\` runs it, log in ${neuron.log}; auth timeout ${
       AUTH_TIMEOUT_MS / 60_000
     } min, maxConcurrentHandshakes ${HOLD}`
   )
@@ -75,12 +71,17 @@ export const hold = async () => {
     return { name, idle, held, loaded, collected, note }
   }
   const n = await measure(
-    "neuron (HandshakeServer)",
+    "neuron (`pnpm start`)",
     `ws://127.0.0.1:${neuron.port}${PATH}`,
-    (collect) => ask<Memory>(neuron.child, { cmd: "memory", gc: collect }),
+    (collect) => probe<Memory>(neuron.child, { cmd: "memory", gc: collect }),
     async () => {
-      const sessions = await ask<Sessions>(neuron.child, { cmd: "sessions" })
-      return `${fmt(sessions.total)} sessions, ${fmt(sessions.awaitingAuth)} awaiting_auth`
+      const status = await fetch(`http://127.0.0.1:${neuron.port}/v1/status`).then((r) => r.json()) as {
+        active_handshakes: ReadonlyArray<{ state: string }>
+      }
+      const sessions = status.active_handshakes
+      return `${fmt(sessions.length)} sessions, ${
+        fmt(sessions.filter((s) => s.state === "awaiting_auth").length)
+      } awaiting_auth`
     }
   )
   const b = await measure(
@@ -89,7 +90,7 @@ export const hold = async () => {
     (collect) => ask<Memory>(baseline.child, { cmd: "memory", gc: collect }),
     async () => ""
   )
-  await stop(neuron.child)
+  await stopProduct(neuron)
   await stop(baseline.child)
   await stop(load)
 
@@ -100,7 +101,7 @@ export const hold = async () => {
   console.log("")
   console.log(
     `## Consent handshake: ${fmt(HOLD)} connections waiting in the auth step (batches of 500, data on ${base}; ` +
-      `each server a child process run by plain node from an esbuild bundle, as \`pnpm start\` runs the Neuron)`
+      "the Neuron as `pnpm start` runs it, the baseline bundled under plain node)"
   )
   line(["measure", n.name, b.name])
   line(["---", "---", "---"])

@@ -57,17 +57,30 @@ interface Outcome {
   readonly latency: number
 }
 
-/** One complete handshake; resolves once the socket has closed. */
-const handshake = (url: string, patient: Patient, started: number): Promise<Outcome> =>
+/**
+ * Where a handshake stops: `complete` (the whole handshake), or the client closes (1000) once the socket is
+ * `open` or once the `challenge` has arrived: the phases of the CPU split.
+ */
+type StopAt = "complete" | "open" | "challenge"
+
+/** One handshake (to `stopAt`); resolves once the socket has closed. */
+const handshake = (url: string, patient: Patient, started: number, stopAt: StopAt = "complete"): Promise<Outcome> =>
   new Promise((resolve) => {
     let status: string | undefined
     let error: string | undefined
     let latency = 0
     const ws = new WebSocket(url, { perMessageDeflate: false })
-    ws.on("open", () => ws.send(patient.auth))
+    ws.on("open", () => {
+      if (stopAt !== "open") return ws.send(patient.auth)
+      status = "open"
+      ws.close(1000)
+    })
     ws.on("message", (data, isBinary) => {
       const message = isBinary ? undefined : JSON.parse(data.toString())
-      if (message?.type === "handshake.challenge") {
+      if (message?.type === "handshake.challenge" && stopAt === "challenge") {
+        status = "challenge"
+        ws.close(1000)
+      } else if (message?.type === "handshake.challenge") {
         const signed = sign(null, Buffer.from(message.nonce, "hex"), patient.key).toString("base64url")
         ws.send(`{"type":"handshake.challenge_response","signed_nonce":"${signed}"}`)
       } else if (message?.type === "handshake.complete") {
@@ -123,7 +136,7 @@ const summarize = (outcomes: Array<Outcome>, seconds: number, cpuBefore: NodeJS.
 }
 
 /** Closed loop: `count` handshakes, `concurrency` at a time. */
-const run = async (url: string, count: number, concurrency: number): Promise<RoundResult> => {
+const run = async (url: string, count: number, concurrency: number, stopAt?: StopAt): Promise<RoundResult> => {
   const outcomes: Array<Outcome> = []
   let issued = 0
   const cpu = process.cpuUsage()
@@ -131,7 +144,7 @@ const run = async (url: string, count: number, concurrency: number): Promise<Rou
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (issued < count) {
       issued++
-      outcomes.push(await handshake(url, nextPatient(url), performance.now()))
+      outcomes.push(await handshake(url, nextPatient(url), performance.now(), stopAt))
     }
   }))
   return summarize(outcomes, (performance.now() - t0) / 1000, cpu)
@@ -207,7 +220,7 @@ const release = async () => {
 process.on("message", async (message: any) => {
   switch (message.cmd) {
     case "run":
-      return process.send!(await run(message.url, message.count, message.concurrency))
+      return process.send!(await run(message.url, message.count, message.concurrency, message.stopAt))
     case "paced":
       return process.send!(await paced(message.url, message.rate, message.count))
     case "hold":

@@ -19,6 +19,8 @@ const PACED_RATE = Number(process.env.BENCH_PACED_RATE ?? 200)
 const WARMUP = 1_000
 const PACED_WARMUP_SECONDS = 2
 const PACED_SECONDS = 5
+/** Handshakes per server for each partial phase of the CPU split. */
+const PHASE_COUNT = Number(process.env.BENCH_PHASE_HANDSHAKES ?? 2_000)
 
 const cpuOf = (before: Cpu, after: Cpu) => after.user + after.system - before.user - before.system
 
@@ -42,9 +44,9 @@ export const throughput = async () => {
   const baselineCpu = () => ask<Cpu>(baseline.child, { cmd: "cpu" })
   if (PROFILE !== undefined) Fs.mkdirSync(PROFILE, { recursive: true })
 
-  const round = async (url: string, cpu: () => Promise<Cpu>, count: number) => {
+  const round = async (url: string, cpu: () => Promise<Cpu>, count: number, stopAt = "complete") => {
     const before = await cpu()
-    const result = await ask<RoundResult>(load, { cmd: "run", url, count, concurrency: CONCURRENCY })
+    const result = await ask<RoundResult>(load, { cmd: "run", url, count, concurrency: CONCURRENCY, stopAt })
     const after = await cpu()
     return { ...result, cpuUs: cpuOf(before, after) / Math.max(1, result.ok + result.errors) }
   }
@@ -96,6 +98,15 @@ export const throughput = async () => {
   const n = total((r) => r.neuron)
   const b = total((r) => r.baseline)
   const ratio = median(rounds.map((r) => r.neuron.perSecond / r.baseline.perSecond))
+
+  // CPU by phase: the same closed loop stopped by the client (close 1000) once upgraded, and once challenged;
+  // the differences between those and a whole handshake are the phases' costs.
+  const phases = []
+  for (const stopAt of ["open", "challenge"] as const) {
+    const b = await round(baselineUrl, baselineCpu, PHASE_COUNT, stopAt)
+    const n = await round(neuronUrl, neuronCpu, PHASE_COUNT, stopAt)
+    phases.push({ stopAt, neuron: n.cpuUs, baseline: b.cpuUs, errors: n.errors + b.errors })
+  }
 
   // Below saturation, at a fixed rate offered to both servers after a warm-up at that rate (steady state, not
   // the garbage left by the saturated rounds). The Neuron's event-loop delay and GC pauses are watched while it
@@ -164,6 +175,12 @@ export const throughput = async () => {
     "server CPU per handshake (µs), paced",
     fmt(neuronPacedCpuUs / Math.max(1, neuronPaced.ok + neuronPaced.errors)) + " (the idle process included)",
     ""
+  ])
+  const [open, challenge] = phases
+  line([
+    "server CPU by phase (µs): upgrade + close / auth + challenge / answer + completion",
+    `${fmt(open!.neuron)} / ${fmt(challenge!.neuron - open!.neuron)} / ${fmt(n.cpuUs - challenge!.neuron)}`,
+    `${fmt(open!.baseline)} / ${fmt(challenge!.baseline - open!.baseline)} / ${fmt(b.cpuUs - challenge!.baseline)}`
   ])
   line(["load process CPU per handshake (µs, median round)", fmt(n.loadCpuUs), fmt(b.loadCpuUs)])
   line(["peak RSS", mib(neuronRss), mib(baseRss)])
