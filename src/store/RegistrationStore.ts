@@ -89,6 +89,27 @@ export const make = Effect.gen(function*() {
     })
   )
 
+  // Providers as last read, for `getProvider` (every handshake asks for its provider): a read decodes a row
+  // through Schema, which measured in the handshake's CPU. Every write moves `generation` before and after it;
+  // a read remembers its result only if no write started or ended while it ran.
+  let generation = 0
+  const providerCache = new Map<Npi, Option.Option<Provider>>()
+  const invalidate = Effect.sync(() => {
+    generation++
+    providerCache.clear()
+  })
+  const writing = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.zipRight(invalidate, Effect.ensuring(effect, invalidate))
+  const getProvider = (npi: Npi): Effect.Effect<Option.Option<Provider>> =>
+    Effect.suspend(() => {
+      const cached = providerCache.get(npi)
+      if (cached !== undefined) return Effect.succeed(cached)
+      const before = generation
+      return Effect.tap(tables.readProvider(npi).pipe(Effect.orDie), (provider) => {
+        if (generation === before) providerCache.set(npi, provider)
+      })
+    })
+
   const write = (expected: number | undefined, event: LifecycleEvent, note: AuditNote, token?: Redacted.Redacted) =>
     Effect.gen(function*() {
       const at = yield* now
@@ -147,6 +168,7 @@ export const make = Effect.gen(function*() {
       return { registration, provider, written: true }
     }).pipe(
       sql.withTransaction,
+      writing,
       Effect.catchTags({ SqlError: (e) => Effect.die(e), ParseError: (e) => Effect.die(e) }),
       Effect.annotateLogs({ service: "RegistrationStore" })
     )
@@ -158,6 +180,7 @@ export const make = Effect.gen(function*() {
         Effect.zipRight(readRow),
         Effect.map(withoutSeq),
         sql.withTransaction,
+        writing,
         Effect.orDie,
         Effect.annotateLogs({ service: "RegistrationStore" })
       )
@@ -256,7 +279,7 @@ export const make = Effect.gen(function*() {
     listProviders: (options?: { readonly includeRemoved?: boolean }): Effect.Effect<ReadonlyArray<Provider>> =>
       tables.listProviders(options?.includeRemoved ?? false).pipe(Effect.orDie),
     /** One provider, removed ones included. */
-    getProvider: (npi: Npi): Effect.Effect<Option.Option<Provider>> => tables.readProvider(npi).pipe(Effect.orDie),
+    getProvider,
     /** The event log in order; `limit` keeps the newest. */
     events: (options?: { readonly limit?: number }): Effect.Effect<ReadonlyArray<StoredEvent>> =>
       tables.listEvents(options?.limit ?? -1).pipe(Effect.orDie),
