@@ -161,6 +161,29 @@ describe("RegistrationStore", () => {
       )
     }))
 
+  it.scoped("getProvider (remembered between writes, for the handshake) sees every transition at once", () =>
+    Effect.gen(function*() {
+      const filename = yield* file
+      yield* withStore(
+        filename,
+        Effect.gen(function*() {
+          const store = yield* RegistrationStore
+          assert.isTrue(Option.isNone(yield* store.getProvider(P1)))
+          assert.isTrue(Option.isNone(yield* store.getProvider(P1)), "the absence is remembered")
+          yield* store.addProvider({ npi: P1, name: "Dr Ada", types: ["physician"] })
+          assert.strictEqual(Option.getOrThrow(yield* store.getProvider(P1)).status, "pending")
+          yield* boot
+          yield* store.markProviderRegistered(P1, "prov-1")
+          assert.strictEqual(Option.getOrThrow(yield* store.getProvider(P1)).status, "registered")
+          yield* store.requestProviderRemoval(P1)
+          assert.strictEqual(Option.getOrThrow(yield* store.getProvider(P1)).status, "removing")
+          // A failed transition leaves it as it was.
+          yield* Effect.flip(store.transition(0, new Events.ProviderRemovalRequested({ npi: P1 }), { actor: "test" }))
+          assert.strictEqual(Option.getOrThrow(yield* store.getProvider(P1)).status, "removing")
+        })
+      )
+    }))
+
   it.scoped("touchHeartbeat writes last_heartbeat_at only: no event, no audit row", () =>
     Effect.gen(function*() {
       const filename = yield* file
