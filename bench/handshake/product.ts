@@ -52,15 +52,17 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 /** Builds dist/ (as `pnpm start` does first) and starts the product on fresh ports with its data in `dataDir`. */
 export const startProduct = async (
   dataDir: string,
-  env: Record<string, string> = {}
+  env: Record<string, string> = {},
+  /** Another checkout of the project, already built (`BENCH_COMPARE`): its dist/main.js is run instead. */
+  checkout?: string
 ): Promise<Product> => {
-  await build()
+  if (checkout === undefined) await build()
   const port = await freePort()
   const axonPort = await freePort()
   Fs.mkdirSync(dataDir, { recursive: true })
   const log = Path.join(dataDir, "neuron.log")
   const out = Fs.openSync(log, "a")
-  const root = Path.resolve(here, "../..")
+  const root = checkout ?? Path.resolve(here, "../..")
   const child = spawn(
     process.execPath,
     ["--enable-source-maps", "--expose-gc", "--import", Path.join(here, "probe.mjs"), "dist/main.js"],

@@ -14,6 +14,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64)
 const PATIENTS = Number(process.env.BENCH_PATIENTS ?? 2_000)
 const PROFILE = process.env.BENCH_PROFILE
+/** Another checkout of the project, built (`node scripts/build.mjs`): its product runs as a third side. */
+const COMPARE = process.env.BENCH_COMPARE
 /** The paced load's rate (handshakes/s): the issue's 200/s. */
 const PACED_RATE = Number(process.env.BENCH_PACED_RATE ?? 200)
 const WARMUP = 1_000
@@ -30,6 +32,12 @@ export const throughput = async () => {
   console.log(`SQLite files in ${dataDir} (neuron.db: the Neuron's, baseline.db: the baseline's)`)
   const neuron = await startProduct(Path.join(dataDir, "product"))
   console.log(`the Neuron as \`pnpm start\` runs it (dist/main.js, embedded registry), log output in ${neuron.log}`)
+  const other = COMPARE === undefined
+    ? undefined
+    : await startProduct(Path.join(dataDir, "compare"), {}, COMPARE)
+  if (other !== undefined) console.log(`compared with the product of ${COMPARE}, log in ${other.log}`)
+  const otherUrl = other === undefined ? "" : `ws://127.0.0.1:${other.port}${PATH}`
+  const otherCpu = () => probe<Cpu>(other!.child, { cmd: "cpu" })
   const baseline = await start("server-baseline.ts", [Path.join(dataDir, "baseline.db"), "10000"])
   let t = Date.now()
   const load = (await start("load.ts", [String(PATIENTS)])).child
@@ -61,10 +69,12 @@ export const throughput = async () => {
   t = Date.now()
   await round(baselineUrl, baselineCpu, WARMUP)
   await round(neuronUrl, neuronCpu, WARMUP)
+  if (other !== undefined) await round(otherUrl, otherCpu, WARMUP)
   console.log(`warm-up: ${fmt(WARMUP)} handshakes each in ${fmt((Date.now() - t) / 1000, 1)} s`)
 
   const perRound = Math.ceil(HANDSHAKES / ROUNDS)
   const rounds: Array<{ neuron: Round; baseline: Round }> = []
+  const compared: Array<{ ratio: number; cpuUs: number }> = []
   for (let i = 1; i <= ROUNDS; i++) {
     const last = i === ROUNDS && PROFILE !== undefined
     if (last) await ask(baseline.child, { cmd: "profile-start" })
@@ -76,6 +86,11 @@ export const throughput = async () => {
     rounds.push({ neuron: n, baseline: b })
     console.log(`round ${i}: ${report("baseline", b)}`)
     console.log(`round ${i}: ${report("neuron  ", n)}; ratio ${fmt(n.perSecond / b.perSecond, 2)}`)
+    if (other !== undefined) {
+      const o = await round(otherUrl, otherCpu, perRound)
+      compared.push({ ratio: o.perSecond / b.perSecond, cpuUs: o.cpuUs })
+      console.log(`round ${i}: ${report("compared", o)}; ratio ${fmt(o.perSecond / b.perSecond, 2)}`)
+    }
   }
 
   const total = (pick: (r: { neuron: Round; baseline: Round }) => Round) => {
@@ -129,6 +144,13 @@ export const throughput = async () => {
   const neuronPacedCpuUs = cpuOf(pacedCpu, await neuronCpu())
   await paced(baselineUrl, PACED_WARMUP_SECONDS)
   const basePaced = await ask<RoundResult>(load, { cmd: "paced", url: baselineUrl, rate, count: pacedCount })
+
+  let otherPaced: RoundResult | undefined
+  if (other !== undefined) {
+    await paced(otherUrl, PACED_WARMUP_SECONDS)
+    otherPaced = await ask<RoundResult>(load, { cmd: "paced", url: otherUrl, rate, count: pacedCount })
+    await stopProduct(other)
+  }
 
   const neuronRss = (await probe<Memory>(neuron.child, { cmd: "memory" })).maxRss
   const baseRss = (await ask<Memory>(baseline.child, { cmd: "memory" })).maxRss
@@ -185,6 +207,15 @@ export const throughput = async () => {
   line(["load process CPU per handshake (µs, median round)", fmt(n.loadCpuUs), fmt(b.loadCpuUs)])
   line(["peak RSS", mib(neuronRss), mib(baseRss)])
 
+  if (other !== undefined) {
+    console.log(
+      `\ncompared (${COMPARE}): ratio to the baseline, median of rounds ${
+        fmt(median(compared.map((c) => c.ratio)), 2)
+      }; server CPU per handshake ${fmt(median(compared.map((c) => c.cpuUs)))} µs (median round); p50 / p99 paced at ${
+        fmt(rate)
+      }/s ${fmt(otherPaced!.p50, 1)} / ${fmt(otherPaced!.p99, 1)} ms`
+    )
+  }
   if (PROFILE !== undefined) {
     const last = rounds[rounds.length - 1]!
     const nb = buckets(Path.join(PROFILE, "neuron.cpuprofile"), last.neuron.ok)
