@@ -101,7 +101,9 @@ describe("neuron status, provider, relationships (the built command against a ru
         assert.strictEqual(text.code, 0, text.stderr)
         assert.match(text.stdout, new RegExp(`^provider ${grace} registered with the registry`))
         // The registry has both.
-        const entry = yield* Effect.promise(() => fetch(`${registry.url}/v1/registry/${ada}`).then((r) => r.json() as Promise<any>))
+        const entry = yield* Effect.promise(() =>
+          fetch(`${registry.url}/v1/registry/${ada}`).then((r) => r.json() as Promise<any>)
+        )
         assert.strictEqual(entry.name, "Dr. Ada Lovelace")
 
         assertOneLineError(
