@@ -8,30 +8,9 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
-import * as Schema from "effect/Schema"
+import { ApiKeyCreated, ApiKeyList } from "../api/NeuronApi.js"
 import { AdminClient } from "./AdminClient.js"
 import * as Output from "./Output.js"
-
-/** `201` to `POST /v1/api-keys`: the only answer that carries the key. */
-const CreatedKey = Schema.Struct({
-  id: Schema.String,
-  key: Schema.String,
-  name: Schema.String,
-  scope: Schema.String,
-  created_at: Schema.String
-})
-
-/** `GET /v1/api-keys`: never a key or its hash. */
-const KeyList = Schema.Struct({
-  api_keys: Schema.Array(Schema.Struct({
-    id: Schema.String,
-    name: Schema.String,
-    scope: Schema.String,
-    created_at: Schema.String,
-    last_used_at: Schema.NullOr(Schema.String),
-    revoked_at: Schema.NullOr(Schema.String)
-  }))
-})
 
 const create = Command.make(
   "create",
@@ -46,8 +25,8 @@ const create = Command.make(
     Effect.gen(function*() {
       const admin = yield* AdminClient
       const answer = yield* admin.post("/v1/api-keys", { name, scope }, [201])
-      const created = yield* admin.decode(CreatedKey, answer)
-      if (json) return yield* Output.printJson(created)
+      const created = yield* admin.decode(ApiKeyCreated, answer)
+      if (json) return yield* Output.printJson(answer.body)
       // The key alone on stdout, so that `neuron api-key create ... > file` keeps only the key; the rest on stderr.
       yield* Console.error(
         `API key ${created.id} (${created.name}, scope ${created.scope}) created. It is shown this once: store it now.`
@@ -60,7 +39,7 @@ const list = Command.make("list", { json: Output.json }, ({ json }) =>
   Effect.gen(function*() {
     const admin = yield* AdminClient
     const answer = yield* admin.get("/v1/api-keys")
-    const { api_keys } = yield* admin.decode(KeyList, answer)
+    const { api_keys } = yield* admin.decode(ApiKeyList, answer)
     if (json) return yield* Output.printJson(answer.body)
     yield* Output.printTable(api_keys, [
       ["id", (k) => k.id],
