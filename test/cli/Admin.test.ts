@@ -20,7 +20,7 @@ import { ADMIN_TOKEN, assertOneLineError, envFor, jsonOf, neuronWithToken } from
 beforeAll(build)
 
 // Each command is a new Node process: about a second on an idle machine, several under the load of a parallel run.
-const COMMANDS_TIMEOUT = 180_000
+const COMMANDS_TIMEOUT = 300_000
 
 describe("neuron status, provider, relationships (the built command against a running Neuron)", () => {
   it.scopedLive(

@@ -12,7 +12,7 @@ import { assertOneLineError, jsonOf, neuronWithToken } from "./support.js"
 beforeAll(build)
 
 // Each command is a new Node process: about a second on an idle machine, several under the load of a parallel run.
-const COMMANDS_TIMEOUT = 180_000
+const COMMANDS_TIMEOUT = 300_000
 
 const KEY = /^nrn_[A-Za-z0-9_-]{43}$/
 

@@ -19,7 +19,7 @@ import { assertOneLineError, jsonOf, neuronWithToken } from "./support.js"
 beforeAll(build)
 
 // Each command is a new Node process: about a second on an idle machine, several under the load of a parallel run.
-const COMMANDS_TIMEOUT = 180_000
+const COMMANDS_TIMEOUT = 300_000
 
 /** Every setting of PROTOCOL.md section 5, as the contract lists them. */
 const SECTION_5 = [
