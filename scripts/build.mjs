@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url"
 export const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
 
 /** What `pnpm build` bundles: output name (in `dist/`) -> entry point, relative to the root. */
-export const entryPoints = { main: "src/main.ts", axon: "src/registry/main.ts" }
+export const entryPoints = { main: "src/main.ts", axon: "src/registry/main.ts", neuron: "src/cli/bin.ts" }
 
 /**
  * Bundles `entryPoints` (output name -> entry point, relative to the root) into `outdir` (relative to the root);

@@ -1,11 +1,12 @@
 /**
- * The Neuron's settings (PROTOCOL.md section 5): one Config for the whole process, read from the environment and,
- * when `NEURON_CONFIG_FILE` names one, a JSON file with the same keys (the environment wins key by key).
+ * The Neuron's settings (PROTOCOL.md section 5): one Config for the whole process, read from the environment and a
+ * config file with the same keys (the environment wins key by key): the file `NEURON_CONFIG_FILE` names, or else
+ * `neuron.conf` in the data folder when there is one (what `neuron init` writes). See ConfigFile.ts for the formats.
  *
  * Every variable is read as a string and checked here, so that an error names the variable and says what was
  * expected; blank values count as unset; secrets stay `Redacted` and are never echoed.
  */
-import type * as FileSystem from "@effect/platform/FileSystem"
+import * as FileSystem from "@effect/platform/FileSystem"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -17,7 +18,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { isValidNpi, type Npi } from "../domain/Npi.js"
-import { CONFIG_FILE_VARIABLE, fromJsonFile, fromVariables } from "./ConfigFile.js"
+import { CONFIG_FILE_VARIABLE, DEFAULT_CONFIG_FILE, fromFile, fromVariables } from "./ConfigFile.js"
 
 /** The default steady heartbeat interval (`NEURON_HEARTBEAT_INTERVAL_MS`). */
 export const HEARTBEAT_INTERVAL_MS = 60_000
@@ -266,21 +267,43 @@ export const neuronConfig: Config.Config<NeuronSettings> = Config.all(fields).pi
   })
 )
 
+/** Where a config file is looked for when `NEURON_CONFIG_FILE` is unset: `neuron.conf` in the data folder. */
+export const defaultConfigFile = (dataDir: string): string => `${dataDir.replace(/\/+$/, "")}/${DEFAULT_CONFIG_FILE}`
+
 /**
- * The settings from environment-like variables plus the JSON file named by their `NEURON_CONFIG_FILE`
- * (environment first, key by key). Blank values count as unset.
+ * The config file to read, if any: the one `NEURON_CONFIG_FILE` names (it must exist), or `neuron.conf` in the data
+ * folder (`NEURON_DATA_DIR`, `./data` by default) when it exists.
+ */
+export const configFileOf = (
+  variables: Record<string, string | undefined>
+): Effect.Effect<Option.Option<string>, ConfigError.ConfigError, FileSystem.FileSystem> =>
+  Effect.gen(function*() {
+    const env = fromVariables(variables)
+    const named = yield* Effect.withConfigProvider(
+      variable(CONFIG_FILE_VARIABLE, "a config file with the same keys; the environment wins", text),
+      env
+    )
+    if (Option.isSome(named)) return named
+    const dataDir = yield* Effect.withConfigProvider(fields.dataDir, env)
+    const candidate = defaultConfigFile(dataDir)
+    const fs = yield* FileSystem.FileSystem
+    return (yield* fs.exists(candidate).pipe(Effect.orElseSucceed(() => false)))
+      ? Option.some(candidate)
+      : Option.none()
+  })
+
+/**
+ * The settings from environment-like variables plus the config file (`configFileOf`), environment first, key by
+ * key. Blank values count as unset.
  */
 export const loadFromVariables = (
   variables: Record<string, string | undefined>
 ): Effect.Effect<NeuronSettings, ConfigError.ConfigError, FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const env = fromVariables(variables)
-    const file = yield* Effect.withConfigProvider(
-      variable(CONFIG_FILE_VARIABLE, "a JSON file with the same keys; the environment wins", text),
-      env
-    )
+    const file = yield* configFileOf(variables)
     if (Option.isNone(file)) return yield* Effect.withConfigProvider(neuronConfig, env)
-    const fileProvider = yield* fromJsonFile(file.value, VARIABLES)
+    const fileProvider = yield* fromFile(file.value, VARIABLES)
     const settings = yield* Effect.withConfigProvider(neuronConfig, ConfigProvider.orElse(env, () => fileProvider))
     return { ...settings, configFile: file }
   })
@@ -297,7 +320,7 @@ export class NeuronConfig extends Context.Tag("neuron/NeuronConfig")<NeuronConfi
   static readonly layerConfig = (
     config: Config.Config<NeuronSettings> = neuronConfig
   ): Layer.Layer<NeuronConfig, ConfigError.ConfigError> => Layer.effect(NeuronConfig, config)
-  /** From `process.env` and the optional `NEURON_CONFIG_FILE`; print failures with `describeConfigError`. */
+  /** From `process.env` and the optional config file; print failures with `describeConfigError`. */
   static readonly layerFromEnv: Layer.Layer<NeuronConfig, ConfigError.ConfigError, FileSystem.FileSystem> = Layer
     .effect(NeuronConfig, Effect.suspend(() => loadFromVariables(process.env)))
   /** The defaults with some settings replaced, for tests. */

@@ -10,10 +10,14 @@ import * as Effect from "effect/Effect"
 // Unique within the process; the pid keeps two processes on one folder apart.
 let counter = 0
 
-/** Atomically replaces `path` with `content` (mode 0644); on failure the temporary file is removed. */
+/**
+ * Atomically replaces `path` with `content` (mode 0644 unless `options.mode`); on failure the temporary file is
+ * removed.
+ */
 export const writeFileAtomic = (
   path: string,
-  content: string | Uint8Array
+  content: string | Uint8Array,
+  options?: { readonly mode?: number }
 ): Effect.Effect<void, PlatformError.PlatformError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
@@ -22,7 +26,7 @@ export const writeFileAtomic = (
     const tmp = paths.join(dir, `.${paths.basename(path)}.${process.pid}.${++counter}.tmp`)
     const bytes = typeof content === "string" ? new TextEncoder().encode(content) : content
     yield* Effect.scoped(Effect.gen(function*() {
-      const file = yield* fs.open(tmp, { flag: "wx", mode: 0o644 })
+      const file = yield* fs.open(tmp, { flag: "wx", mode: options?.mode ?? 0o644 })
       yield* file.writeAll(bytes)
       yield* file.sync
     })).pipe(

@@ -9,13 +9,15 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { inspect } from "node:util"
+import * as ConfigTemplate from "../../src/config/ConfigTemplate.js"
 import {
   defaults,
   describeConfigError,
   HEARTBEAT_INTERVAL_MS,
   loadFromVariables,
   NeuronConfig,
-  neuronConfig
+  neuronConfig,
+  VARIABLES
 } from "../../src/config/NeuronConfig.js"
 import { makeTempDir } from "../../src/sql/Sqlite.js"
 
@@ -320,4 +322,103 @@ describe("NeuronConfig: secrets stay Redacted", () => {
     )
     assert.strictEqual(describeConfigError(either), `NEURON_PORT: expected an integer from 1 to 65535, got "x"`)
   })
+})
+
+describe("NeuronConfig: the commented environment file (what neuron init writes) and neuron.conf in the data folder", () => {
+  const write = (name: string, text: string, dir?: string) =>
+    Effect.gen(function*() {
+      const folder = dir ?? (yield* makeTempDir())
+      const fs = yield* FileSystem.FileSystem
+      yield* fs.writeFileString(`${folder}/${name}`, text)
+      return { dir: folder, path: `${folder}/${name}` }
+    }).pipe(Effect.provide(NodeContext.layer))
+
+  it.scoped("KEY=value lines, # comments, blank lines, quotes (a # inside a value is kept); the environment still wins", () =>
+    Effect.gen(function*() {
+      const { path } = yield* write(
+        "neuron.conf",
+        [
+          "# a comment",
+          "",
+          "   # an indented comment",
+          "NEURON_PORT = 9001",
+          `NEURON_ORGANIZATION_NAME="Riverside \\"Family\\" Practice"`,
+          "NEURON_ORGANIZATION_NPI='1234567893'",
+          "NEURON_ADMIN_TOKEN=admin#SECRET#env",
+          "AXON_REGISTRY_URL=https://a.example.org, https://b.example.org",
+          "NEURON_ALLOWED_ORIGINS=",
+          "NEURON_HOST=0.0.0.0\r",
+          ""
+        ].join("\n")
+      )
+      const c = yield* load({ NEURON_CONFIG_FILE: path, NEURON_HOST: "127.0.0.2" })
+      assert.strictEqual(c.port, 9001)
+      assert.deepStrictEqual(
+        c.organization,
+        Option.some({ npi: "1234567893", name: `Riverside "Family" Practice` }) as typeof c.organization
+      )
+      assert.strictEqual(Redacted.value(Option.getOrThrow(c.adminToken)), "admin#SECRET#env")
+      assert.deepStrictEqual(c.registryUrls, ["https://a.example.org", "https://b.example.org"])
+      assert.isTrue(Option.isNone(c.allowedOrigins))
+      assert.strictEqual(c.host, "127.0.0.2")
+    }))
+
+  it.scoped("a bad line, an unknown key, a key set twice or an unclosed quote: one line naming the file and line, never the value", () =>
+    Effect.gen(function*() {
+      const cases = [
+        ["NEURON_PORT=9001\nnot a setting SECRET-1\n", /line 2: expected KEY=value, a comment \(#\) or a blank line$/],
+        ["# ok\nNEURON_PROT=9001\n", /line 2: unknown key "NEURON_PROT"$/],
+        [
+          "NEURON_ADMIN_TOKEN=a-SECRET-2\n\nNEURON_ADMIN_TOKEN=b-SECRET-3\n",
+          /line 3: NEURON_ADMIN_TOKEN is already set on line 1$/
+        ],
+        [`NEURON_ADMIN_TOKEN="c-SECRET-4\n`, /line 1: the value of NEURON_ADMIN_TOKEN has an unclosed quote$/]
+      ] as const
+      for (const [text, pattern] of cases) {
+        const { path } = yield* write("neuron.conf", text)
+        const line = yield* errorLine({ NEURON_CONFIG_FILE: path })
+        assert.match(line, /^NEURON_CONFIG_FILE: ".*neuron\.conf" line \d/)
+        assert.match(line, pattern)
+        assert.notInclude(line, "SECRET")
+      }
+    }))
+
+  it.scoped("neuron.conf in the data folder is read when NEURON_CONFIG_FILE is unset; NEURON_CONFIG_FILE wins over it", () =>
+    Effect.gen(function*() {
+      const { dir, path } = yield* write("neuron.conf", "NEURON_PORT=9002\n")
+      const found = yield* load({ NEURON_DATA_DIR: dir })
+      assert.strictEqual(found.port, 9002)
+      assert.deepStrictEqual(found.configFile, Option.some(path))
+      const other = yield* write("other.conf", "NEURON_PORT=9003\n")
+      const named = yield* load({ NEURON_DATA_DIR: dir, NEURON_CONFIG_FILE: other.path })
+      assert.strictEqual(named.port, 9003)
+      const none = yield* load({ NEURON_DATA_DIR: yield* makeTempDir() })
+      assert.isTrue(Option.isNone(none.configFile))
+      assert.strictEqual(none.port, 8700)
+    }))
+
+  it.scoped("the file neuron init writes loads: the defaults plus its admin token; every line uncommented at its default loads to the same settings; it lists every setting the Neuron reads", () =>
+    Effect.gen(function*() {
+      const token = "init-SECRET-token-0123456789"
+      const { dir, path } = yield* write("neuron.conf", ConfigTemplate.render({ NEURON_ADMIN_TOKEN: token }))
+      const loaded = yield* load({ NEURON_DATA_DIR: dir })
+      assert.strictEqual(Redacted.value(Option.getOrThrow(loaded.adminToken)), token)
+      const expected = { ...defaults(), dataDir: dir, axon: { ...defaults().axon, dataDir: `${dir}/axon` } }
+      assert.deepStrictEqual({ ...loaded, adminToken: Option.none(), configFile: Option.none() }, expected)
+      assert.deepStrictEqual(loaded.configFile, Option.some(path))
+
+      // Uncomment every line of a setting this Neuron reads whose default is written as a value.
+      const fs = yield* FileSystem.FileSystem
+      const text = yield* fs.readFileString(path)
+      const uncommented = text.split("\n").map((line) => {
+        const m = /^# ([A-Z_]+)=(.+)$/.exec(line)
+        return m !== null && VARIABLES.has(m[1]!) && m[1] !== "NEURON_DATA_DIR" ? `${m[1]}=${m[2]}` : line
+      })
+      assert.isAtLeast(uncommented.filter((l, i) => l !== text.split("\n")[i]).length, 10)
+      yield* fs.writeFileString(path, uncommented.join("\n"))
+      const same = yield* load({ NEURON_DATA_DIR: dir })
+      assert.deepStrictEqual(same, loaded)
+
+      for (const key of VARIABLES) assert.include(ConfigTemplate.TEMPLATE_KEYS, key)
+    }).pipe(Effect.provide(NodeContext.layer)))
 })

@@ -26,11 +26,19 @@ export interface Child {
   readonly stopping: Effect.Effect<void>
 }
 
+/** Only `env`, plus PATH and HOME: nothing from this test's own environment. */
+const childEnv = (env: Record<string, string>) => ({
+  PATH: process.env.PATH ?? "",
+  HOME: process.env.HOME ?? "",
+  ...env
+})
+
 /**
- * Starts `node --enable-source-maps dist/main.js` (as `pnpm start` does) with only `env` (plus PATH and HOME:
- * nothing from this test's own environment), killed at the end of the scope if still running.
+ * Starts `node --enable-source-maps dist/main.js` with only `env` (plus PATH and HOME: nothing from this test's
+ * own environment), killed at the end of the scope if still running. `args` replaces `dist/main.js`:
+ * `["dist/neuron.js", "start"]` is what `pnpm start` runs.
  */
-export const spawnMain = (env: Record<string, string>) =>
+export const spawnMain = (env: Record<string, string>, args: ReadonlyArray<string> = ["dist/main.js"]) =>
   Effect.gen(function*() {
     const exited = yield* Deferred.make<number | null>()
     const stopping = yield* Deferred.make<void>()
@@ -38,9 +46,9 @@ export const spawnMain = (env: Record<string, string>) =>
     let stderr = ""
     const child = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const child = ChildProcess.spawn(process.execPath, ["--enable-source-maps", "dist/main.js"], {
+        const child = ChildProcess.spawn(process.execPath, ["--enable-source-maps", ...args], {
           cwd: root,
-          env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+          env: childEnv(env),
           stdio: ["ignore", "pipe", "pipe"]
         })
         child.stdout.on("data", (chunk: Buffer) => {
@@ -77,3 +85,32 @@ export const healthy = (url: string) =>
     ),
     30_000
   )
+
+/** What a finished command printed, and its exit code. */
+export interface CommandResult {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/**
+ * Runs the built `neuron` command (`node dist/neuron.js ...args`, as the package's `bin` runs) to its end, with only
+ * `env` (plus PATH and HOME), in `cwd` (the project folder unless given), and hands back its output and exit code.
+ */
+export const runCommand = (
+  args: ReadonlyArray<string>,
+  env: Record<string, string> = {},
+  options?: { readonly cwd?: string }
+): Effect.Effect<CommandResult> =>
+  Effect.async<CommandResult>((resume) => {
+    const child = ChildProcess.execFile(
+      process.execPath,
+      [`${root}dist/neuron.js`, ...args],
+      { cwd: options?.cwd ?? root, env: childEnv(env), timeout: 60_000 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === "number" ? error.code : null
+        resume(Effect.succeed({ code, stdout, stderr }))
+      }
+    )
+    return Effect.sync(() => void child.kill("SIGKILL"))
+  })
