@@ -12,6 +12,7 @@ import * as Context from "effect/Context"
 import * as Schema from "effect/Schema"
 import { ApiKeyInfo, ApiKeyScope } from "../access/ApiKeys.js"
 import { Npi } from "../domain/Npi.js"
+import * as ApiDocs from "../http/ApiDocs.js"
 import { wire } from "../http/ErrorBody.js"
 import {
   ForbiddenWire,
@@ -210,4 +211,28 @@ export class NeuronApi extends HttpApi.make("neuron")
   .addError(InvalidRequestWire)
   .addError(ServerErrorWire)
   .annotate(OpenApi.Title, "Neuron local API")
+  .annotate(
+    OpenApi.Transform,
+    ApiDocs.withRoutesBeside({
+      "/metrics": ApiDocs.getRoute({
+        operationId: "metrics",
+        tag: "health",
+        description: "Prometheus text exposition: health, heartbeats, handshakes, the queue, SQLite, API requests.",
+        responses: { 200: { description: "Prometheus text", contentType: "text/plain; version=0.0.4" } }
+      }),
+      "/ws/handshake": ApiDocs.getRoute({
+        operationId: "handshake",
+        tag: "handshake",
+        description:
+          "The consent handshake: a WebSocket upgrade, then JSON text frames (auth, challenge, challenge_response, " +
+          "established or error). 503 with Retry-After when the handshake queue times out; 403 for an Origin " +
+          "outside NEURON_ALLOWED_ORIGINS.",
+        responses: {
+          101: { description: "Switching Protocols: the WebSocket is open" },
+          403: { description: "Origin not allowed" },
+          503: { description: "The handshake queue timed out (Retry-After)" }
+        }
+      })
+    })
+  )
 {}

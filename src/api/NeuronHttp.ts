@@ -14,6 +14,7 @@ import { ApiKeys } from "../access/ApiKeys.js"
 import { HANDSHAKE_PATH, HandshakeServer } from "../handshake/HandshakeServer.js"
 import { RelationshipStore } from "../handshake/RelationshipStore.js"
 import { NeuronHealth } from "../health/NeuronHealth.js"
+import * as ApiDocsRoutes from "../http/ApiDocsRoutes.js"
 import * as ApiErrors from "../http/ApiErrors.js"
 import { NotFound } from "../protocol/AxonApi.js"
 import { RegistrationService } from "../registration/RegistrationService.js"
@@ -197,7 +198,7 @@ export const layer = (options: AdminAccess.AdminAccessOptions) =>
   HttpApiBuilder.serve().pipe(
     // A span per WebSocket upgrade costs more than it tells (the handshake's own audit and logs say more).
     HttpMiddleware.withTracerDisabledForUrls([HANDSHAKE_PATH]),
-    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+    Layer.provide(ApiDocsRoutes.layer),
     Layer.provide([metricsRoute, handshakeRoute, ApiErrors.layer(NeuronApi, "the Neuron")]),
     Layer.provide(
       HttpApiBuilder.api(NeuronApi).pipe(

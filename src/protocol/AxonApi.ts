@@ -10,6 +10,7 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Schema from "effect/Schema"
 import { Npi } from "../domain/Npi.js"
+import * as ApiDocs from "../http/ApiDocs.js"
 import { wire } from "../http/ErrorBody.js"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -374,4 +375,5 @@ export class AxonApi extends HttpApi.make("axon")
   .addError(InvalidRequestWire)
   .addError(ServerErrorWire)
   .annotate(OpenApi.Title, "Axon registry")
+  .annotate(OpenApi.Transform, ApiDocs.withRoutesBeside())
 {}

@@ -16,6 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Path from "node:path"
+import * as ApiDocsRoutes from "../http/ApiDocsRoutes.js"
 import * as ApiErrors from "../http/ApiErrors.js"
 import { AxonApi } from "../protocol/AxonApi.js"
 import * as Sqlite from "../sql/Sqlite.js"
@@ -79,7 +80,7 @@ const serve = Effect.gen(function*() {
   Layer.unwrapEffect,
   Layer.provide([HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer]),
   HttpMiddleware.withTracerDisabledWhen(isHeartbeat),
-  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+  Layer.provide(ApiDocsRoutes.layer),
   Layer.provide(ApiErrors.layer(AxonApi, "the registry")),
   Layer.provide(HttpApiBuilder.api(AxonApi).pipe(Layer.provide(RegistryHttp.layer))),
   Layer.provide(NodeHttpServer.layerContext)

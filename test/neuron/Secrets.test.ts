@@ -95,6 +95,7 @@ describe("Neuron secrets", () => {
           yield* call(neuron.url, "GET", "/v1/relationships", admin),
           yield* call(neuron.url, "GET", "/metrics"),
           yield* call(neuron.url, "GET", "/openapi.json"),
+          yield* call(neuron.url, "GET", "/docs"),
           yield* call(neuron.url, "GET", "/v1/status"),
           yield* call(neuron.url, "GET", "/v1/status", { token: firstToken }),
           yield* call(neuron.url, "GET", "/v1/status", { token: secondToken }),
@@ -104,6 +105,7 @@ describe("Neuron secrets", () => {
           yield* call(neuron.url, "GET", "/nowhere")
         ]
         assert.deepStrictEqual(answers.map((a) => a.status), [
+          200,
           200,
           200,
           200,
