@@ -36,6 +36,7 @@ import { RelationshipStore } from "./handshake/RelationshipStore.js"
 import { type HealthSnapshot, NeuronHealth } from "./health/NeuronHealth.js"
 import * as Heartbeat from "./heartbeat/Heartbeat.js"
 import { describeParseError } from "./http/ErrorBody.js"
+import { NeuronMetrics } from "./observability/NeuronMetrics.js"
 import { RegisterProviderRequest } from "./protocol/AxonApi.js"
 import type { SyncReport } from "./registration/ProviderSync.js"
 import { type NeuronIdentity, type ProviderNotFound, RegistrationService } from "./registration/RegistrationService.js"
@@ -214,7 +215,9 @@ export const layer: Layer.Layer<
   })
   const http = NeuronHttp.layer({ adminToken: settings.adminToken, apiRateLimit: settings.apiRateLimit })
   return Layer.mergeAll(Layer.effect(Neuron, make), heartbeat, http).pipe(
-    Layer.provide(handshake.pipe(Layer.provideMerge(services)))
+    Layer.provide(handshake.pipe(Layer.provideMerge(services))),
+    // One registry for this Neuron, shared by every service that records (a process may run several Neurons).
+    Layer.provide(NeuronMetrics.layer)
   )
 }))
 

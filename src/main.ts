@@ -17,6 +17,7 @@ import { describeConfigError, NeuronConfig } from "./config/NeuronConfig.js"
 import * as NodeServer from "./http/NodeServer.js"
 import { describeCause } from "./log/Causes.js"
 import * as Neuron from "./Neuron.js"
+import * as Tracing from "./observability/Tracing.js"
 import * as SignalGuard from "./process/SignalGuard.js"
 import * as AxonRegistry from "./registry/AxonRegistry.js"
 
@@ -53,7 +54,12 @@ const Main = Layer.unwrapEffect(
     // Announced once the Neuron is built (its server listening): a start that fails says only why.
     return announce.pipe(Layer.provideMerge(neuron), Layer.provide(registry))
   })
-).pipe(Layer.provide(NeuronConfig.layerFromEnv), Layer.provide(NodeContext.layer))
+).pipe(
+  Layer.provide(NeuronConfig.layerFromEnv),
+  Layer.provide(NodeContext.layer),
+  // Traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; otherwise no exporter at all.
+  Layer.provide(Tracing.layer("neuron").pipe(Layer.provide(NodeHttpClient.layerUndici)))
+)
 
 // Pretty on a terminal, logfmt for a service manager's journal, JSON on request (NEURON_LOG_FORMAT). Read here,
 // not through NeuronConfig, because the logger must be in place before the configuration can fail.

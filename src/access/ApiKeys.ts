@@ -13,6 +13,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { createHash, randomBytes } from "node:crypto"
+import { NeuronMetrics, timeTransaction } from "../observability/NeuronMetrics.js"
 import { AuditLog } from "../store/AuditLog.js"
 
 /** What a key may do. */
@@ -62,6 +63,7 @@ const LAST_USED_RESOLUTION_MS = 60_000
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const audit = yield* AuditLog
+  const metrics = yield* Effect.serviceOption(NeuronMetrics)
   const lastWritten = new Map<string, number>()
 
   const nowIso = Effect.map(DateTime.now, DateTime.formatIso)
@@ -95,7 +97,7 @@ export const make = Effect.gen(function*() {
           subject: id,
           details: { name: input.name, scope: input.scope }
         })
-      })).pipe(Effect.orDie)
+      })).pipe(timeTransaction(metrics, "api_key"), Effect.orDie)
       return { id, key: Redacted.make(key), name: input.name, scope: input.scope, created_at } satisfies CreatedApiKey
     }
   )
@@ -120,7 +122,7 @@ export const make = Effect.gen(function*() {
         details: { name: row.name }
       })
       return rows
-    })).pipe(Effect.orDie)
+    })).pipe(timeTransaction(metrics, "api_key"), Effect.orDie)
     lastWritten.delete(id)
     if (rows.length === 0) return yield* new ApiKeyNotFound({ reason: "not_found", message: `no API key ${id}` })
   })

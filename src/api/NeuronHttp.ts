@@ -4,8 +4,11 @@
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Prometheus from "prom-client"
@@ -16,6 +19,8 @@ import { RelationshipStore } from "../handshake/RelationshipStore.js"
 import { NeuronHealth } from "../health/NeuronHealth.js"
 import * as ApiDocsRoutes from "../http/ApiDocsRoutes.js"
 import * as ApiErrors from "../http/ApiErrors.js"
+import { NeuronMetrics, type NeuronMetricsService } from "../observability/NeuronMetrics.js"
+import { routeMatcher } from "../observability/RouteMatcher.js"
 import { NotFound } from "../protocol/AxonApi.js"
 import { RegistrationService } from "../registration/RegistrationService.js"
 import type { Provider } from "../store/Lifecycle.js"
@@ -136,13 +141,16 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
         }))
   }))
 
-/** `GET /metrics`: the Neuron's state as Prometheus gauges, read at scrape time. */
+/**
+ * `GET /metrics`: the Neuron's event metrics (`NeuronMetrics`: heartbeats, backoff, handshakes, SQLite, API
+ * requests) and its state as gauges read at scrape time, in one Prometheus text.
+ */
 const metricsRoute = HttpApiBuilder.Router.use((router) =>
   Effect.gen(function*() {
     const registration = yield* RegistrationService
     const health = yield* NeuronHealth
     const handshakes = yield* HandshakeServer
-    const registry = new Prometheus.Registry()
+    const { registry } = yield* NeuronMetrics
     const gauge = (name: string, help: string, labelNames: ReadonlyArray<string> = []) =>
       new Prometheus.Gauge({ name, help, labelNames, registers: [registry] })
     const up = gauge("neuron_healthy", "1 when the registration is alive and the last heartbeat succeeded")
@@ -158,6 +166,7 @@ const metricsRoute = HttpApiBuilder.Router.use((router) =>
       labelNames: ["outcome"],
       registers: [registry]
     })
+    const queued = gauge("neuron_handshake_queue_length", "Upgrades waiting for a slot under the handshake ceiling")
     const collect = Effect.gen(function*() {
       const h = yield* health.get
       const reg = yield* registration.current
@@ -175,6 +184,7 @@ const metricsRoute = HttpApiBuilder.Router.use((router) =>
       active.set(sessions.length)
       ended.reset()
       for (const [outcome, n] of yield* handshakes.outcomes) ended.inc({ outcome }, n)
+      queued.set(sessions.filter((s) => s.state === "queued").length)
       return yield* Effect.promise(() => registry.metrics())
     })
     yield* router.get(
@@ -183,6 +193,29 @@ const metricsRoute = HttpApiBuilder.Router.use((router) =>
     )
   })
 )
+
+/**
+ * Counts every request but the handshake's (which has its own metrics) in `neuron_api_requests_total`, by the
+ * route's template (`/v1/providers/{provider_npi}`; `unmatched` for any other path, to keep the labels bounded).
+ */
+const requestMetrics = (metrics: NeuronMetricsService) => {
+  const routeOf = routeMatcher(NeuronApi)
+  return HttpMiddleware.make((app) =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      const path = request.url.split("?", 1)[0]!
+      if (path === HANDSHAKE_PATH) return app
+      return Effect.flatMap(Clock.currentTimeNanos, (start) =>
+        Effect.onExit(app, (exit) =>
+          Effect.map(Clock.currentTimeNanos, (end) =>
+            metrics.apiRequest(
+              request.method,
+              routeOf(request.method, path),
+              Exit.isSuccess(exit) ? exit.value.status : 500,
+              Number(end - start) / 1e9
+            ))))
+    })
+  )
+}
 
 /** `GET /ws/handshake`: the consent handshake (PROTOCOL.md section 2). */
 const handshakeRoute = HttpApiBuilder.Router.use((router) =>
@@ -195,7 +228,7 @@ const handshakeRoute = HttpApiBuilder.Router.use((router) =>
  * project's error body.
  */
 export const layer = (options: AdminAccess.AdminAccessOptions) =>
-  HttpApiBuilder.serve().pipe(
+  Layer.unwrapEffect(Effect.map(NeuronMetrics, (metrics) => HttpApiBuilder.serve(requestMetrics(metrics)))).pipe(
     // A span per WebSocket upgrade costs more than it tells (the handshake's own audit and logs say more).
     HttpMiddleware.withTracerDisabledForUrls([HANDSHAKE_PATH]),
     Layer.provide(ApiDocsRoutes.layer),

@@ -34,6 +34,7 @@ import type { Duplex } from "node:stream"
 import { ConsentVerifier } from "../consent/ConsentVerifier.js"
 import { errorResponse } from "../http/ErrorBody.js"
 import { nodeServerOf } from "../http/NodeServer.js"
+import { NeuronMetrics } from "../observability/NeuronMetrics.js"
 import { AuditLog } from "../store/AuditLog.js"
 import * as Admission from "./Admission.js"
 import * as HandshakeOutcome from "./HandshakeOutcome.js"
@@ -257,12 +258,35 @@ export const make = (options: HandshakeServerOptions) =>
       runtimeFlags: built.runtimeFlags
     }))
 
-    /** Serves an upgraded connection to its end; runs uninterruptibly, in its own fiber. */
+    const metrics = yield* Effect.serviceOption(NeuronMetrics)
+
+    /**
+     * Serves an upgraded connection to its end; runs uninterruptibly, in its own fiber. One span per handshake
+     * (a root span: the upgrade request has none), named by its outcome, and its time in the latency histogram.
+     */
     const serveConnection = (session: HandshakeProtocol.SessionInfo, connection: WebSocketConnection.Upgraded) =>
-      Effect.flatMap(
-        Effect.exit(HandshakeProtocol.run(session, connection, settings, services)),
-        (exit) => Effect.map(HandshakeOutcome.finish(session, connection, exit, services), count)
-      )
+      Effect.flatMap(Clock.currentTimeNanos, (start) =>
+        Effect.flatMap(
+          Effect.exit(HandshakeProtocol.run(session, connection, settings, services)),
+          (exit) =>
+            Effect.tap(HandshakeOutcome.finish(session, connection, exit, services), (outcome) => {
+              count(outcome)
+            })
+        ).pipe(
+          Effect.tap((outcome) =>
+            Effect.flatMap(Clock.currentTimeNanos, (end) => {
+              if (Option.isSome(metrics)) metrics.value.handshake(outcome, Number(end - start) / 1e9)
+              return Effect.annotateCurrentSpan({
+                "handshake.outcome": outcome,
+                "handshake.provider_npi": session.provider_npi ?? ""
+              })
+            })
+          ),
+          Effect.withSpan("HandshakeServer.handshake", {
+            kind: "server",
+            attributes: { "handshake.connection_id": session.connection_id }
+          })
+        ))
 
     /**
      * Waits for a slot and upgrades, everything acquired on `scope`; true once upgraded. The upgrade is

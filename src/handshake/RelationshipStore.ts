@@ -12,6 +12,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { randomUUID } from "node:crypto"
 import { withPreparedTransaction } from "../sql/Sqlite.js"
+import { NeuronMetrics, timeTransaction } from "../observability/NeuronMetrics.js"
 
 /** A stored relationship, decoded (`consented_actions` is stored as a JSON array). */
 export const Relationship = Schema.Struct({
@@ -64,6 +65,7 @@ const PairRequest = Schema.Struct({ patient_agent_id: Schema.String, provider_np
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const transaction = withPreparedTransaction(sql)
+  const metrics = yield* Effect.serviceOption(NeuronMetrics)
 
   const findActive = SqlSchema.findOne({
     Request: PairRequest,
@@ -167,6 +169,7 @@ export const make = Effect.gen(function*() {
       Effect.tap((established) => within === undefined ? Effect.void : within(established)),
       // BEGIN / COMMIT kept prepared, no span: this is the handshake's one transaction.
       transaction,
+      timeTransaction(metrics, "handshake"),
       // No span of its own: it runs once per handshake, inside the handshake's.
       Effect.catchTag("SqlError", Effect.die)
     )

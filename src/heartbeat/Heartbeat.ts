@@ -11,11 +11,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import { isConflict } from "../axon/AxonError.js"
 import { NeuronHealth } from "../health/NeuronHealth.js"
 import { describeCause } from "../log/Causes.js"
+import { NeuronMetrics } from "../observability/NeuronMetrics.js"
 import { RegistrationService } from "../registration/RegistrationService.js"
 import { heartbeatSchedule, steady } from "./Backoff.js"
 
@@ -33,12 +35,21 @@ export const heartbeatLoop = (options: HeartbeatOptions) =>
   Effect.gen(function*() {
     const registration = yield* RegistrationService
     const health = yield* NeuronHealth
+    const metrics = yield* Effect.serviceOption(NeuronMetrics)
+    const count = (outcome: string) => Option.isSome(metrics) && metrics.value.heartbeat(outcome)
     const ceiling = Duration.decode(options.backoffCeiling)
+    let failing = false
     const configured = Duration.decode(options.interval)
     const makeDriver = (interval: Duration.Duration) =>
       Schedule.driver(
         heartbeatSchedule({ interval, base: options.backoffBase, ceiling }).pipe(
-          Schedule.tapOutput((delay) => health.nextAttemptIn(delay))
+          Schedule.tapOutput((delay) =>
+            Effect.zipRight(
+              // A delay chosen after a failure is a backoff delay.
+              Effect.sync(() => failing && Option.isSome(metrics) && metrics.value.backoffDelay(delay)),
+              health.nextAttemptIn(delay)
+            )
+          )
         )
       )
     // The registry judges a neuron by the interval it accepted: beat at that pace when it is shorter.
@@ -46,18 +57,19 @@ export const heartbeatLoop = (options: HeartbeatOptions) =>
     let driver = yield* makeDriver(interval)
     const wokenOrAfter = (wait: Effect.Effect<unknown, unknown>) =>
       Effect.raceFirst(Effect.ignore(wait), Queue.take(registration.wakeups))
-    let failing = false
     const round = Effect.gen(function*() {
       const outcome = yield* Effect.either(registration.beat)
       const current = yield* registration.current
       const state = current.state
       if (Either.isRight(outcome) && outcome.right === "idle") {
         // Deregistered by the operator: nothing to beat for until `register` is called.
+        count("idle")
         yield* health.update({ status: "degraded", registration: state, next_attempt_at: null })
         failing = false
         return yield* wokenOrAfter(Effect.sleep(interval))
       }
       if (Either.isRight(outcome)) {
+        count("ok")
         const accepted = current.heartbeat_interval_s === null
           ? configured
           : Duration.min(configured, Duration.seconds(current.heartbeat_interval_s))
@@ -77,6 +89,7 @@ export const heartbeatLoop = (options: HeartbeatOptions) =>
       }
       const error = outcome.left
       failing = true
+      count(isConflict(error) ? "conflict" : "failed")
       yield* health.recordFailure({ registration: state })
       if (isConflict(error)) {
         // Retrying cannot fix a conflict: wait for the operator, trying again only at the ceiling's pace.
@@ -96,6 +109,7 @@ export const heartbeatLoop = (options: HeartbeatOptions) =>
       Effect.catchAllDefect((defect) =>
         Effect.gen(function*() {
           failing = true
+          count("error")
           yield* Effect.logError("heartbeat round failed unexpectedly; retrying under backoff").pipe(
             Effect.annotateLogs({ error: describeCause(Cause.die(defect)) })
           )

@@ -2,6 +2,7 @@
  * `pnpm start:axon`: the Axon registry on its own, configured by AXON_HOST, AXON_PORT, AXON_DATA_DIR and
  * AXON_ENROLLMENT_TOKEN (docs/registry.md). Logs are JSON lines on stdout.
  */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as HttpServer from "@effect/platform/HttpServer"
@@ -10,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import { createServer } from "node:http"
+import * as Tracing from "../observability/Tracing.js"
 import * as SignalGuard from "../process/SignalGuard.js"
 import * as AxonRegistry from "./AxonRegistry.js"
 
@@ -38,6 +40,8 @@ const ServerLive = Layer.unwrapEffect(Effect.map(listen, ({ host, port }) =>
 const AppLive = AxonRegistry.layerConfig().pipe(
   HttpServer.withLogAddress,
   Layer.provide(ServerLive),
+  // Traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/operations.md).
+  Layer.provide(Tracing.layer("axon-registry").pipe(Layer.provide(NodeHttpClient.layerUndici))),
   Layer.provide(Logger.json)
 )
 

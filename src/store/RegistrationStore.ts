@@ -15,6 +15,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type { Npi } from "../domain/Npi.js"
 import { describeParseError } from "../http/ErrorBody.js"
+import { NeuronMetrics, timeTransaction } from "../observability/NeuronMetrics.js"
 import { AuditLog } from "./AuditLog.js"
 import * as Lifecycle from "./Lifecycle.js"
 import type { Provider } from "./Lifecycle.js"
@@ -110,6 +111,7 @@ export const make = Effect.gen(function*() {
       })
     })
 
+  const metrics = yield* Effect.serviceOption(NeuronMetrics)
   const write = (expected: number | undefined, event: LifecycleEvent, note: AuditNote, token?: Redacted.Redacted) =>
     Effect.gen(function*() {
       const at = yield* now
@@ -162,6 +164,7 @@ export const make = Effect.gen(function*() {
         subject: note.subject ?? provider?.npi ?? registration.registration_id ?? undefined,
         details: { ...fields, from, to, version, ...note.details }
       })
+      yield* Effect.annotateCurrentSpan({ "lifecycle.event": _tag, "lifecycle.from": from, "lifecycle.to": to })
       yield* Effect.logInfo("lifecycle transition").pipe(
         Effect.annotateLogs({ event: _tag, stream, from, to, version })
       )
@@ -169,6 +172,7 @@ export const make = Effect.gen(function*() {
     }).pipe(
       sql.withTransaction,
       writing,
+      timeTransaction(metrics, "lifecycle"),
       Effect.catchTags({ SqlError: (e) => Effect.die(e), ParseError: (e) => Effect.die(e) }),
       Effect.annotateLogs({ service: "RegistrationStore" })
     )
