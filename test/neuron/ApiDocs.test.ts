@@ -26,6 +26,23 @@ const routeNotFound = (answer: { readonly status: number; readonly body: any }) 
 
 const sorted = (s: ReadonlySet<string>) => [...s].sort()
 
+/** The server's OpenAPI document lists exactly the routes that answer; gives the documented ones. */
+const assertDocumentsEveryRoute = (url: string) =>
+  Effect.gen(function*() {
+    const doc = yield* call(url, "GET", "/openapi.json")
+    assert.strictEqual(doc.status, 200)
+    const documented = documentedRoutes(doc.body)
+    const answered = yield* probeRoutes({
+      url,
+      documented,
+      candidates: [...GUESSES, ...mentionedPaths(ROOT)],
+      sample,
+      notFound: routeNotFound
+    })
+    assert.deepStrictEqual(sorted(answered), sorted(documented))
+    return documented
+  })
+
 describe("API documents", () => {
   it.scopedLive(
     "API docs: the Neuron's /openapi.json lists every route the server answers (found by probing every method on the documented, mentioned and guessed paths) and nothing it doesn't",
@@ -33,17 +50,7 @@ describe("API documents", () => {
       Effect.gen(function*() {
         const registry = yield* startRegistry()
         const neuron = yield* startNeuron({ registryUrls: [registry.url] })
-        const doc = yield* call(neuron.url, "GET", "/openapi.json")
-        assert.strictEqual(doc.status, 200)
-        const documented = documentedRoutes(doc.body)
-        const answered = yield* probeRoutes({
-          url: neuron.url,
-          documented,
-          candidates: [...GUESSES, ...mentionedPaths(ROOT)],
-          sample,
-          notFound: routeNotFound
-        })
-        assert.deepStrictEqual(sorted(answered), sorted(documented))
+        const documented = yield* assertDocumentsEveryRoute(neuron.url)
         // The routes this issue adds are among them.
         for (const route of ["GET /docs", "POST /v1/api-keys", "GET /v1/api-keys", "DELETE /v1/api-keys/{id}"]) {
           assert.isTrue(documented.has(route), route)
@@ -56,16 +63,7 @@ describe("API documents", () => {
     () =>
       Effect.gen(function*() {
         const registry = yield* startRegistry()
-        const doc = yield* call(registry.url, "GET", "/openapi.json")
-        const documented = documentedRoutes(doc.body)
-        const answered = yield* probeRoutes({
-          url: registry.url,
-          documented,
-          candidates: [...GUESSES, ...mentionedPaths(ROOT)],
-          sample,
-          notFound: routeNotFound
-        })
-        assert.deepStrictEqual(sorted(answered), sorted(documented))
+        const documented = yield* assertDocumentsEveryRoute(registry.url)
         assert.isTrue(documented.has("GET /docs"))
       })
   )
