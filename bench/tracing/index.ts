@@ -13,6 +13,11 @@
  * whole Neuron per mode, 8 at a time; the patient's side runs with its tracer disabled in every mode. SQLite on
  * /dev/shm (TRAPS.md: fsync on the work disk is noisy).
  *
+ * Two figures per mode: the rate (wall clock) and the process's CPU time per operation (`process.cpuUsage`, user
+ * and system). The registry, the Neurons and the patients' side all run in this process; only the Neuron's side
+ * changes between modes, so the CPU difference is what tracing costs it. On a shared, loaded machine the CPU figure
+ * is the steadier one: another process's load stretches the wall clock, much less this process's CPU time.
+ *
  * Run: `pnpm bench tracing` (ROUNDS, HEARTBEATS, HANDSHAKES to change the amounts).
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
@@ -142,6 +147,12 @@ const program = Effect.gen(function*() {
 
   const heartbeatRates: Record<string, Array<number>> = {}
   const handshakeRates: Record<string, Array<number>> = {}
+  const heartbeatCpu: Record<string, Array<number>> = {}
+  const handshakeCpu: Record<string, Array<number>> = {}
+  const cpuMicros = () => {
+    const u = process.cpuUsage()
+    return u.user + u.system
+  }
   let serial = 0
   for (let round = 0; round < ROUNDS + 1; round++) {
     // Rotate the order each round: no mode always runs first (or right after the same other one).
@@ -149,12 +160,17 @@ const program = Effect.gen(function*() {
     for (const mode of order) {
       const beater = beaters.find((b) => b.mode === mode)!
       const start = performance.now()
+      const cpu = cpuMicros()
       for (let n = 0; n < HEARTBEATS; n++) yield* beater.beat
       const perSecond = HEARTBEATS / ((performance.now() - start) / 1000)
-      if (round > 0) (heartbeatRates[mode] ??= []).push(perSecond) // round 0 warms up
+      if (round > 0) { // round 0 warms up
+        ;(heartbeatRates[mode] ??= []).push(perSecond)
+        ;(heartbeatCpu[mode] ??= []).push((cpuMicros() - cpu) / HEARTBEATS)
+      }
 
       const target = neurons.find((t) => t.mode === mode)!
       const began = performance.now()
+      const cpuBefore = cpuMicros()
       yield* Effect.forEach(Array.from({ length: HANDSHAKES }), () => {
         const id = serial++
         return handshake({
@@ -167,26 +183,33 @@ const program = Effect.gen(function*() {
         }).pipe(Effect.withTracerEnabled(false))
       }, { concurrency: 8, discard: true })
       const handshakesPerSecond = HANDSHAKES / ((performance.now() - began) / 1000)
-      if (round > 0) (handshakeRates[mode] ??= []).push(handshakesPerSecond)
+      if (round > 0) {
+        ;(handshakeRates[mode] ??= []).push(handshakesPerSecond)
+        ;(handshakeCpu[mode] ??= []).push((cpuMicros() - cpuBefore) / HANDSHAKES)
+      }
     }
   }
 
-  const report = (what: string, rates: Record<string, Array<number>>) => {
-    const base = median(rates["spans off"]!)
-    console.log(`\n${what} (median of ${ROUNDS} rounds, per second; difference against "spans off")`)
+  const report = (what: string, rates: Record<string, Array<number>>, cpu: Record<string, Array<number>>) => {
+    const baseRate = median(rates["spans off"]!)
+    const baseCpu = median(cpu["spans off"]!)
+    console.log(`\n${what}: median of ${ROUNDS} rounds; difference against "spans off" (+: costs more)`)
     for (const mode of MODES) {
-      const m = median(rates[mode]!)
-      const diff = ((base - m) / base) * 100
+      const r = median(rates[mode]!)
+      const c = median(cpu[mode]!)
+      const pct = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(1)} %`
       console.log(
-        `  ${mode.padEnd(12)} ${m.toFixed(0).padStart(7)}/s   cost ${diff >= 0 ? "+" : ""}${
-          diff.toFixed(1)
-        } %   rounds: ${rates[mode]!.map((r) => r.toFixed(0)).join(" ")}`
+        `  ${mode.padEnd(12)} CPU ${c.toFixed(0).padStart(6)} µs/op (${pct(((c - baseCpu) / baseCpu) * 100)})   rate ${
+          r.toFixed(0).padStart(5)
+        }/s (${pct(((baseRate - r) / baseRate) * 100)})   CPU by round: ${
+          cpu[mode]!.map((x) => x.toFixed(0)).join(" ")
+        }`
       )
     }
   }
   console.log(`tracing cost, ${HEARTBEATS} heartbeats and ${HANDSHAKES} handshakes a round, data on ${dir}`)
-  report("Heartbeat calls (AxonClient.updateEndpoint, sequential)", heartbeatRates)
-  report("Handshakes (complete, 8 concurrent)", handshakeRates)
+  report("Heartbeat calls (AxonClient.updateEndpoint, sequential)", heartbeatRates, heartbeatCpu)
+  report("Handshakes (complete, 8 concurrent)", handshakeRates, handshakeCpu)
 })
 
 await Effect.runPromise(
