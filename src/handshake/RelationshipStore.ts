@@ -11,8 +11,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { randomUUID } from "node:crypto"
-import { withPreparedTransaction } from "../sql/Sqlite.js"
 import { NeuronMetrics, timeTransaction } from "../observability/NeuronMetrics.js"
+import { withPreparedTransaction } from "../sql/Sqlite.js"
 
 /** A stored relationship, decoded (`consented_actions` is stored as a JSON array). */
 export const Relationship = Schema.Struct({
