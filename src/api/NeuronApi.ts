@@ -230,6 +230,7 @@ export class NeuronApi extends HttpApi.make("neuron")
         responses: {
           101: { description: "Switching Protocols: the WebSocket is open" },
           403: { description: "Origin not allowed" },
+          426: { description: "A request without the WebSocket upgrade" },
           503: { description: "The handshake queue timed out (Retry-After)" }
         }
       })
