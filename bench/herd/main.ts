@@ -114,7 +114,7 @@ const hardLimit = setTimeout(() => {
 
 try {
   execFileSync(process.execPath, ["scripts/build.mjs"], { cwd: root, stdio: "inherit" })
-  let t = Date.now()
+  const t = Date.now()
   const tokensFile = Path.join(dataDir, "bench-tokens.json")
   const rows = makeRegistrations(NEURONS, tokensFile)
   await seedRegistry(dataDir, rows, Date.now())
@@ -144,7 +144,11 @@ try {
     // path, as after a short outage.
     await kill(registry.child)
     setAllLastBeats(dataDir, Date.now())
-    const done = ask<Herd>(neurons, { cmd: "herd", port, jitter, seed: SEED * 1_000_000, windowMs: WINDOW_S * 1000 }, "result")
+    const done = ask<Herd>(
+      neurons,
+      { cmd: "herd", port, jitter, seed: SEED * 1_000_000, windowMs: WINDOW_S * 1000 },
+      "result"
+    )
     await sleep(OUTAGE_S * 1000)
     registry = await startRegistry(port)
     neurons.send({ cmd: "back", at: registry.healthyAt })
@@ -155,7 +159,9 @@ try {
         `${fmt(herd.requests)} requests, ${fmt(herd.errorCount)} errors ${JSON.stringify(herd.errors)}, ` +
         `p50 ${fmt(herd.p50)} ms, p99 ${fmt(herd.p99)} ms, max ${fmt(herd.max)} ms, ` +
         `peak ${fmt(herd.peak)} requests in one second (second ${herd.peakSecond}), ` +
-        `${fmt(herd.recovered)} of ${fmt(NEURONS)} back, the last ${fmt(herd.allBackAfterMs / 1000, 1)} s after the return`
+        `${fmt(herd.recovered)} of ${fmt(NEURONS)} back, the last ${
+          fmt(herd.allBackAfterMs / 1000, 1)
+        } s after the return`
     )
     console.log(`  requests per second after the return: ${herd.perSecond.join(" ")}`)
     return herd
@@ -175,9 +181,7 @@ try {
     } | ${fmt(h.allBackAfterMs / 1000, 1)} |`
   console.log(
     `\n${fmt(NEURONS)} Neurons, outage ${OUTAGE_S} s, window ${WINDOW_S} s after the return, registry = node ` +
-      `dist/axon.js, data on ${base}, ${Os.cpus().length} CPUs, load ${
-        Os.loadavg().map((x) => x.toFixed(1)).join(" ")
-      }`
+      `dist/axon.js, data on ${base}, ${Os.cpus().length} CPUs, load ${Os.loadavg().map((x) => x.toFixed(1)).join(" ")}`
   )
   console.log(
     `registry capacity: ${fmt(capacityBefore.perSecond)} / ${

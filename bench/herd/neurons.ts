@@ -72,8 +72,7 @@ const beat = (port: number, i: number): Promise<Attempt> =>
     })
     const timer = setTimeout(() => finish("timeout"), TIMEOUT)
     request.on("error", (error: NodeJS.ErrnoException) =>
-      finish(error.code === "ECONNREFUSED" ? "refused" : error.code === "ECONNRESET" ? "reset" : "other")
-    )
+      finish(error.code === "ECONNREFUSED" ? "refused" : error.code === "ECONNRESET" ? "reset" : "other"))
     request.end(body)
   })
 
@@ -86,7 +85,7 @@ const capacity = async (port: number, seconds: number, workers: number) => {
   const end = started + seconds * 1000
   await Promise.all(Array.from({ length: workers }, async () => {
     while (performance.now() < end) {
-      const attempt = await beat(port, (cursor = (cursor + 7919) % rows.length))
+      const attempt = await beat(port, cursor = (cursor + 7919) % rows.length)
       if (attempt.outcome === "ok") latencies.push(attempt.end - attempt.start)
       else errors++
     }
