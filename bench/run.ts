@@ -6,7 +6,8 @@ const benches: Record<string, string> = {
   lifecycle: "./lifecycle/index.ts",
   jitter: "./jitter/index.ts",
   handshake: "./handshake/main.ts",
-  tracing: "./tracing/index.ts"
+  tracing: "./tracing/index.ts",
+  herd: "./herd/main.ts"
 }
 
 const name = process.argv[2]

@@ -7,6 +7,7 @@ import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { encodedLength } from "../domain/Base64Url.js"
+import * as Json from "../domain/Json.js"
 import { Npi } from "../domain/Npi.js"
 import { ConsentError } from "./ConsentError.js"
 
@@ -88,12 +89,21 @@ const describe = (error: ParseResult.ParseError): Array<string> =>
  * path and what it must be, never its value.
  */
 export const decodeClaims = (payload: Uint8Array): Either.Either<UncheckedClaims, ConsentError> => {
-  let json: unknown
+  let text: string
   try {
-    json = JSON.parse(utf8.decode(payload))
+    text = utf8.decode(payload)
   } catch {
     return malformed("must be base64url of UTF-8 JSON claims")
   }
+  const parsed = Json.parseUntrusted(text)
+  if (Either.isLeft(parsed)) {
+    return malformed(
+      parsed.left === "too_deep"
+        ? `the claims ${Json.describeRefusal(parsed.left)}`
+        : "must be base64url of UTF-8 JSON claims"
+    )
+  }
+  const json = parsed.right
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     return malformed("the claims must be a JSON object")
   }

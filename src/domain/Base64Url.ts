@@ -54,7 +54,11 @@ export const Base64UrlFixed = (bytes: number, what: string) => {
       decode: (s) => new Uint8Array(Buffer.from(s, "base64url")),
       encode: (b) => encode(b)
     }
-  ).annotations({ identifier: `Base64Url${bytes}` })
+  ).annotations({
+    identifier: `Base64Url${bytes}`,
+    // Generated values must encode: exactly `bytes` bytes, not any Uint8Array.
+    arbitrary: () => (fc) => fc.uint8Array({ minLength: bytes, maxLength: bytes })
+  })
 }
 
 /** An Ed25519 public key: 32 raw bytes as base64url (43 characters). */

@@ -78,6 +78,7 @@ const toApiFailure = (
   if (Option.isSome(defect) && tagOf(defect.value) === "RequestError") {
     const error = defect.value as HttpServerError.RequestError
     if (error.reason === "Decode") {
+      if (error.cause instanceof RequestBody.JsonRefused) return invalid(`body: ${error.cause.message}`)
       return String(error.cause).includes("maxBytes") ? tooLarge : invalid("body: must be valid JSON")
     }
   }

@@ -8,7 +8,9 @@ import * as HttpServerError from "@effect/platform/HttpServerError"
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as UrlParams from "@effect/platform/UrlParams"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type * as Http from "node:http"
+import * as Json from "../domain/Json.js"
 
 /** The largest request body accepted (PROTOCOL.md section 1). */
 export const MAX_BODY_BYTES = 1024 * 1024
@@ -80,6 +82,13 @@ export const read = (source: Http.IncomingMessage): Effect.Effect<Body> => {
   })
 }
 
+/** A body that is not JSON, or nests too deep to be handled safely: the cause of a `Decode` RequestError. */
+export class JsonRefused extends Error {
+  constructor(readonly refusal: Json.JsonRefusal) {
+    super(Json.describeRefusal(refusal))
+  }
+}
+
 /** The request with its body already read: the platform's body accessors answer from `body`. */
 export const withBody = (
   request: HttpServerRequest.HttpServerRequest,
@@ -89,7 +98,12 @@ export const withBody = (
     text: { value: Effect.succeed(body) },
     json: {
       value: Effect.try({
-        try: () => body === "" ? null : JSON.parse(body) as unknown,
+        try: () => {
+          if (body === "") return null
+          const parsed = Json.parseUntrusted(body)
+          if (Either.isLeft(parsed)) throw new JsonRefused(parsed.left)
+          return parsed.right
+        },
         catch: (cause) => new HttpServerError.RequestError({ request, reason: "Decode", cause })
       })
     },

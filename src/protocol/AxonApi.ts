@@ -51,7 +51,15 @@ const isEndpointUrl = (s: string): boolean => {
 /** An endpoint URL: `http(s)://` or `ws(s)://`, at most 2048 characters, no credentials in it. */
 export const EndpointUrl = Schema.String.pipe(
   Schema.filter((s) => isEndpointUrl(s) || "must be an http(s):// or ws(s):// URL of at most 2048 characters"),
-  Schema.annotations({ identifier: "EndpointUrl", examples: ["https://neuron.example.org"] })
+  Schema.annotations({
+    identifier: "EndpointUrl",
+    examples: ["https://neuron.example.org"],
+    // Random strings are almost never URLs: property tests draw web URLs in each accepted scheme instead.
+    arbitrary: () => (fc) =>
+      fc.tuple(fc.constantFrom("http", "https", "ws", "wss"), fc.webUrl({ withQueryParameters: true }))
+        .map(([scheme, url]) => url.replace(/^https?/, scheme))
+        .filter(isEndpointUrl)
+  })
 )
 
 /** A registration id as issued by a registry (this one issues UUIDs; others may use other opaque ids). */

@@ -4,6 +4,7 @@
  */
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
+import * as Json from "../domain/Json.js"
 import { describeParseError } from "../http/ErrorBody.js"
 
 /** The `type` of every message. */
@@ -116,8 +117,6 @@ export class HandshakeFailure extends Schema.TaggedError<HandshakeFailure>()("Ha
 /** An `INVALID_MESSAGE` failure. */
 export const invalidMessage = (message: string) => new HandshakeFailure({ code: "INVALID_MESSAGE", message })
 
-const decodeJson = Schema.decodeUnknownEither(Schema.parseJson())
-
 /**
  * Decodes one frame as the message `schema` expects: a text frame holding one JSON object of the right
  * `type` with every field well-formed. Each refusal says what was wrong and names the field.
@@ -131,8 +130,12 @@ export const decodeFrame = <A extends { readonly type: string }, I>(
     if (typeof frame !== "string") {
       return Either.left(invalidMessage("binary frames are not accepted: send one JSON object per text frame"))
     }
-    const json = decodeJson(frame)
-    if (Either.isLeft(json)) return Either.left(invalidMessage("the frame is not valid JSON"))
+    const json = Json.parseUntrusted(frame)
+    if (Either.isLeft(json)) {
+      return Either.left(invalidMessage(
+        json.left === "too_deep" ? `the frame ${Json.describeRefusal(json.left)}` : "the frame is not valid JSON"
+      ))
+    }
     const value = json.right
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       return Either.left(invalidMessage("the frame must hold one JSON object"))

@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import type * as Http from "node:http"
+import * as Json from "../domain/Json.js"
 import { describeParseError, errorResponse } from "../http/ErrorBody.js"
 import * as RequestBody from "../http/RequestBody.js"
 import { MAX_BODY_BYTES } from "../http/RequestBody.js"
@@ -61,12 +62,9 @@ const answer = (
     url = entry.endpointUrl
   } else {
     // The body is judged before the token, as on every other route (a 400 comes before a 401).
-    let json: unknown
-    try {
-      json = text === "" ? null : JSON.parse(text)
-    } catch {
-      return invalid("body: must be valid JSON")
-    }
+    const parsed = text === "" ? Either.right(null) : Json.parseUntrusted(text)
+    if (Either.isLeft(parsed)) return invalid(`body: ${Json.describeRefusal(parsed.left)}`)
+    const json = parsed.right
     // `HeartbeatRequest` is `{ neuron_endpoint_url: EndpointUrl }`: checking that field is decoding it. The full
     // decode runs only to word the 400.
     const field = typeof json === "object" && json !== null
