@@ -148,6 +148,22 @@ export const RateLimitedWire = wire(RateLimited, { tag: "RateLimited", code: "RA
 export class AdminCaller extends Context.Tag("neuron/AdminCaller")<AdminCaller, { readonly actor: string }>() {}
 
 /**
+ * `503 STORAGE_UNAVAILABLE`: a write the Neuron cannot store (disk full, database locked by another process past a
+ * bounded wait, a disk error, a read-only file). Nothing was stored; the same request succeeds once the cause is gone.
+ */
+export class StorageUnavailableError
+  extends Schema.TaggedError<StorageUnavailableError>()("StorageUnavailableError", { message: Schema.String })
+{}
+
+/** The wire form of `StorageUnavailableError`. */
+export const StorageUnavailableWire = wire(StorageUnavailableError, {
+  tag: "StorageUnavailableError",
+  code: "STORAGE_UNAVAILABLE",
+  status: 503,
+  description: "The Neuron cannot store this write now (disk full, database locked); nothing was stored."
+})
+
+/**
  * The admin rule: the admin token (`Authorization: Bearer`) has full access; an API key (`X-API-Key` or
  * `Authorization: Bearer nrn_...`) is checked, scoped and rate-limited (401, 403, 429); without a credential,
  * the admin token is required when configured (401), else only loopback peers are answered (403 for others).
@@ -171,6 +187,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .setPayload(RegisterProviderRequest)
       .addSuccess(ProviderCreated)
       .addSuccess(ProviderAccepted)
+      .addError(StorageUnavailableWire)
       .annotate(
         OpenApi.Description,
         "Add a provider: 201 when the registry has it, 202 when kept pending until the registry answers."
@@ -181,6 +198,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addSuccess(HttpApiSchema.NoContent)
       .addSuccess(ProviderRemovalPending)
       .addError(NotFoundWire)
+      .addError(StorageUnavailableWire)
   )
   .add(
     HttpApiEndpoint.get("listRelationships", "/v1/relationships")

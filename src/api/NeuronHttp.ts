@@ -17,6 +17,7 @@ import { NeuronHealth } from "../health/NeuronHealth.js"
 import * as ApiErrors from "../http/ApiErrors.js"
 import { NotFound } from "../protocol/AxonApi.js"
 import { RegistrationService } from "../registration/RegistrationService.js"
+import { StorageUnavailable } from "../sql/StorageUnavailable.js"
 import type { Provider } from "../store/Lifecycle.js"
 import {
   AdminCaller,
@@ -30,7 +31,8 @@ import {
   ProviderRemovalPending,
   ProviderStatusList,
   ProviderStatusView,
-  RelationshipList
+  RelationshipList,
+  StorageUnavailableError
 } from "./NeuronApi.js"
 
 const providerView = (p: Provider) =>
@@ -45,6 +47,14 @@ const providerView = (p: Provider) =>
     last_error: p.last_error,
     updated_at: p.updated_at
   })
+
+/** A write the store could not keep, as the API answers it: `503 STORAGE_UNAVAILABLE` with the store's message. */
+const unavailable = <A, E, R>(effect: Effect.Effect<A, E | StorageUnavailable, R>) =>
+  Effect.catchIf(
+    effect,
+    (e): e is StorageUnavailable => e instanceof StorageUnavailable,
+    (e) => Effect.fail(new StorageUnavailableError({ message: e.message }))
+  )
 
 const HealthLive = HttpApiBuilder.group(NeuronApi, "health", (handlers) =>
   Effect.gen(function*() {
@@ -93,7 +103,7 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
         Effect.map(registration.addProvider(payload), (p) =>
           p.status === "registered"
             ? new ProviderCreated({ outcome: "registered", provider: providerView(p) })
-            : new ProviderAccepted({ outcome: "pending", provider: providerView(p) })))
+            : new ProviderAccepted({ outcome: "pending", provider: providerView(p) })).pipe(unavailable))
       .handle("removeProvider", ({ path }) =>
         registration.removeProvider(path.provider_npi).pipe(
           Effect.map((outcome) =>
@@ -102,7 +112,8 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
               : new ProviderRemovalPending({ provider_npi: path.provider_npi, status: "removing" })
           ),
           Effect.catchTag("ProviderNotFound", (e) =>
-            Effect.fail(new NotFound({ message: e.message })))
+            Effect.fail(new NotFound({ message: e.message }))),
+          unavailable
         ))
       .handle("listRelationships", ({ urlParams }) =>
         Effect.map(

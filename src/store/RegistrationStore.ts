@@ -15,6 +15,8 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type { Npi } from "../domain/Npi.js"
 import { describeParseError } from "../http/ErrorBody.js"
+import * as Sqlite from "../sql/Sqlite.js"
+import type { StorageUnavailable } from "../sql/StorageUnavailable.js"
 import { AuditLog } from "./AuditLog.js"
 import * as Lifecycle from "./Lifecycle.js"
 import type { Provider } from "./Lifecycle.js"
@@ -77,7 +79,7 @@ const build = <A extends LifecycleEvent>(make: () => A) =>
 
 /** Builds the service on the SqlClient and AuditLog it is given; repairs the snapshot first if needed. */
 export const make = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
+  const inWriteTransaction = Sqlite.writeTransaction(yield* SqlClient.SqlClient)
   const audit = yield* AuditLog
   const tables = yield* makeTables
   const now = Effect.map(DateTime.now, DateTime.formatIso)
@@ -167,7 +169,8 @@ export const make = Effect.gen(function*() {
       )
       return { registration, provider, written: true }
     }).pipe(
-      sql.withTransaction,
+      // BEGIN IMMEDIATE, retried while another process holds the lock; a full disk is StorageUnavailable.
+      inWriteTransaction,
       writing,
       Effect.catchTags({ SqlError: (e) => Effect.die(e), ParseError: (e) => Effect.die(e) }),
       Effect.annotateLogs({ service: "RegistrationStore" })
@@ -179,7 +182,7 @@ export const make = Effect.gen(function*() {
       .pipe(
         Effect.zipRight(readRow),
         Effect.map(withoutSeq),
-        sql.withTransaction,
+        inWriteTransaction,
         writing,
         Effect.orDie,
         Effect.annotateLogs({ service: "RegistrationStore" })
@@ -193,7 +196,7 @@ export const make = Effect.gen(function*() {
     event: LifecycleEvent,
     audit: AuditNote,
     options?: { readonly bearerToken?: Redacted.Redacted<string> }
-  ): Effect.Effect<Transitioned, LifecycleError | StaleVersion> =>
+  ): Effect.Effect<Transitioned, LifecycleError | StaleVersion | StorageUnavailable> =>
     write(expectedVersion, event, audit, options?.bearerToken).pipe(Effect.withSpan("RegistrationStore.transition"))
 
   const registrationStep =
@@ -256,10 +259,11 @@ export const make = Effect.gen(function*() {
         () => new Events.Deregistered(reason === undefined ? {} : { reason })
       ),
     /** Records a successful heartbeat: `last_heartbeat_at` only, no event, no audit row. */
-    touchHeartbeat: (at?: DateTime.DateTime): Effect.Effect<void> =>
+    touchHeartbeat: (at?: DateTime.DateTime): Effect.Effect<void, StorageUnavailable> =>
       Effect.flatMap(at === undefined ? now : Effect.succeed(DateTime.formatIso(at)), tables.touchHeartbeat).pipe(
+        inWriteTransaction,
         Effect.asVoid,
-        Effect.orDie
+        Effect.catchTag("SqlError", Effect.die)
       ),
     /** Stores (or updates) a provider as `pending`; the same details again change nothing. */
     addProvider: (input: ProviderInput, actor = "operator") =>
