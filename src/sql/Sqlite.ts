@@ -21,6 +21,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { identity } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
@@ -174,7 +175,13 @@ const isLocked = (e: unknown) => e instanceof StorageUnavailable && e.reason ===
  * whole transaction is tried again every few tens of milliseconds, so other fibers (`/health`) run meanwhile.
  * Other SQL errors stay `SqlError`.
  */
-export const writeTransaction = (sql: SqlClient.SqlClient) =>
+export const writeTransaction = (
+  sql: SqlClient.SqlClient,
+  options?: {
+    /** false: one try only (the driver's short wait), for a write that may be skipped rather than wait. */
+    readonly waitForLock?: boolean
+  }
+) =>
 <A, E, R>(
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | SqlError | StorageUnavailable, R> =>
@@ -185,7 +192,7 @@ export const writeTransaction = (sql: SqlClient.SqlClient) =>
       Effect.mapError((e): E | SqlError | StorageUnavailable =>
         e instanceof SqlError ? Option.getOrElse(classify(e), () => e) : e
       ),
-      Effect.retry({ schedule: lockRetry, while: isLocked }),
+      options?.waitForLock === false ? identity : Effect.retry({ schedule: lockRetry, while: isLocked }),
       Effect.tapError((e) =>
         e instanceof StorageUnavailable
           ? Effect.logWarning("a write could not be stored").pipe(Effect.annotateLogs({ reason: e.reason }))

@@ -79,7 +79,8 @@ const build = <A extends LifecycleEvent>(make: () => A) =>
 
 /** Builds the service on the SqlClient and AuditLog it is given; repairs the snapshot first if needed. */
 export const make = Effect.gen(function*() {
-  const inWriteTransaction = Sqlite.writeTransaction(yield* SqlClient.SqlClient)
+  const sql = yield* SqlClient.SqlClient
+  const inWriteTransaction = Sqlite.writeTransaction(sql)
   const audit = yield* AuditLog
   const tables = yield* makeTables
   const now = Effect.map(DateTime.now, DateTime.formatIso)
@@ -258,10 +259,13 @@ export const make = Effect.gen(function*() {
         expectedVersion,
         () => new Events.Deregistered(reason === undefined ? {} : { reason })
       ),
-    /** Records a successful heartbeat: `last_heartbeat_at` only, no event, no audit row. */
+    /**
+     * Records a successful heartbeat: `last_heartbeat_at` only, no event, no audit row. One try, without waiting
+     * for another process's lock: the heartbeat loop must not stall on it, and the next beat writes it again.
+     */
     touchHeartbeat: (at?: DateTime.DateTime): Effect.Effect<void, StorageUnavailable> =>
       Effect.flatMap(at === undefined ? now : Effect.succeed(DateTime.formatIso(at)), tables.touchHeartbeat).pipe(
-        inWriteTransaction,
+        Sqlite.writeTransaction(sql, { waitForLock: false }),
         Effect.asVoid,
         Effect.catchTag("SqlError", Effect.die)
       ),
