@@ -203,6 +203,7 @@ export const writeTransaction = (
 // What an operator can act on, for the errors a folder gives most often; others keep Node's own text.
 const folderProblems: Record<string, string> = {
   ENOTDIR: "a part of its path is a file, not a folder",
+  ENOENT: "its path cannot be made (a parent folder is missing and cannot be created, or is read-only)",
   EEXIST: "it is a file, not a folder",
   EACCES: "permission denied",
   EPERM: "permission denied",
