@@ -18,9 +18,9 @@ import * as NodeServer from "./http/NodeServer.js"
 import { describeCause } from "./log/Causes.js"
 import * as Neuron from "./Neuron.js"
 import * as SignalGuard from "./process/SignalGuard.js"
+import * as AxonRegistry from "./registry/AxonRegistry.js"
 import * as Sqlite from "./sql/Sqlite.js"
 import { StorageUnavailable } from "./sql/StorageUnavailable.js"
-import * as AxonRegistry from "./registry/AxonRegistry.js"
 
 const Main = Layer.unwrapEffect(
   Effect.gen(function*() {

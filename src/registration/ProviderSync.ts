@@ -12,8 +12,8 @@ import type { AxonError } from "../axon/AxonError.js"
 import { isRetryable } from "../axon/AxonError.js"
 import type { Npi } from "../domain/Npi.js"
 import type { RegisterProviderRequest } from "../protocol/AxonApi.js"
-import type { Provider } from "../store/Lifecycle.js"
 import type { StorageUnavailable } from "../sql/StorageUnavailable.js"
+import type { Provider } from "../store/Lifecycle.js"
 import type { LifecycleError } from "../store/Lifecycle.js"
 import type { StaleVersion } from "../store/RegistrationStore.js"
 import { RegistrationStore } from "../store/RegistrationStore.js"
@@ -62,12 +62,15 @@ export const make = Effect.gen(function*() {
           Effect.as<PushOutcome>("registered")
         )
       ),
-      Effect.catchIf((e) => e._tag === "AxonError" && e.reason === "rejected", (e) =>
-        Effect.logWarning("the registry refused a provider").pipe(
-          Effect.annotateLogs({ provider_npi: p.npi, reason: e.message }),
-          Effect.zipRight(store.markProviderRefused(p.npi, e.message).pipe(storing)),
-          Effect.as<PushOutcome>("refused")
-        )),
+      Effect.catchIf(
+        (e) => e._tag === "AxonError" && e.reason === "rejected",
+        (e) =>
+          Effect.logWarning("the registry refused a provider").pipe(
+            Effect.annotateLogs({ provider_npi: p.npi, reason: e.message }),
+            Effect.zipRight(store.markProviderRefused(p.npi, e.message).pipe(storing)),
+            Effect.as<PushOutcome>("refused")
+          )
+      ),
       Effect.catchIf(
         (e) => e._tag === "AxonError" && isRetryable(e),
         () => Effect.succeed<PushOutcome>("away")

@@ -18,9 +18,9 @@ import { AxonClient } from "../axon/AxonClient.js"
 import type { AxonError } from "../axon/AxonError.js"
 import { isConflict, isRegistrationLost } from "../axon/AxonError.js"
 import type { Npi } from "../domain/Npi.js"
-import type { StorageUnavailable } from "../sql/StorageUnavailable.js"
 import { NeuronHealth } from "../health/NeuronHealth.js"
 import type { RegisterProviderRequest } from "../protocol/AxonApi.js"
+import type { StorageUnavailable } from "../sql/StorageUnavailable.js"
 import type { Provider } from "../store/Lifecycle.js"
 import { RegistrationStore } from "../store/RegistrationStore.js"
 import type { Registration } from "../store/Snapshot.js"
@@ -74,11 +74,15 @@ export const make = (identity: NeuronIdentity) =>
         yield* wakeups.offer(undefined)
       }).pipe(exclusive)
 
-    /** The registry answered but its answer could not be stored: the next anti-entropy round sends it again. */
+    /** A write after the registry answered could not be stored: logged; the next round (or beat) makes it again. */
     const unstored = (e: StorageUnavailable) =>
-      Effect.logWarning("the registry's answer could not be stored; the next round sends it again").pipe(
+      Effect.logWarning("the registry answered; its answer could not be stored, the next round stores it").pipe(
         Effect.annotateLogs({ reason: e.reason })
       )
+
+    /** For a call made after the operator's request was stored: logged or recorded, never failing the request. */
+    const afterStored = (ref: RegistrationRef) => (e: AxonError | StorageUnavailable) =>
+      e._tag === "StorageUnavailable" ? unstored(e) : noteIfLost(ref)(e)
 
     /** For a registry call made with `ref`: a lost registration is recorded; other failures are left as they are. */
     const noteIfLost = (ref: RegistrationRef) => (e: AxonError) =>
@@ -171,12 +175,7 @@ export const make = (identity: NeuronIdentity) =>
       if (Either.isLeft(answer)) return yield* answer.left
       const at = yield* DateTime.now
       // The registry has the beat: a time that cannot be stored (disk full, database locked) does not undo it.
-      yield* store.touchHeartbeat(at).pipe(
-        Effect.catchTag("StorageUnavailable", (e) =>
-          Effect.logWarning("heartbeat sent; its time could not be stored").pipe(
-            Effect.annotateLogs({ reason: e.reason })
-          ))
-      )
+      yield* store.touchHeartbeat(at).pipe(Effect.catchAll(unstored))
       yield* health.recordSuccess({ registration: "registered", last_heartbeat_at: DateTime.formatIso(at) })
       return "beat" as const
     }).pipe(Effect.withSpan("RegistrationService.beat"))
@@ -197,9 +196,7 @@ export const make = (identity: NeuronIdentity) =>
         const ref = refOf(yield* store.current)
         if (stored.status === "registered" || Option.isNone(ref)) return stored
         // Stored: from here the request is kept whatever happens (the next round sends what is still pending).
-        yield* providers.push(ref.value, stored).pipe(
-          Effect.catchTags({ AxonError: noteIfLost(ref.value), StorageUnavailable: unstored })
-        )
+        yield* providers.push(ref.value, stored).pipe(Effect.catchAll(afterStored(ref.value)))
         return Option.getOrElse(yield* store.getProvider(stored.npi), () => stored)
       }).pipe(Effect.withSpan("RegistrationService.addProvider"))
 
@@ -218,8 +215,7 @@ export const make = (identity: NeuronIdentity) =>
         if (Option.isNone(ref)) return "removing" as const
         return yield* providers.pull(ref.value, npi).pipe(
           Effect.as("removed" as const),
-          Effect.catchTags({ AxonError: noteIfLost(ref.value), StorageUnavailable: unstored }),
-          Effect.map((outcome) => outcome ?? ("removing" as const))
+          Effect.catchAll((e) => afterStored(ref.value)(e).pipe(Effect.as("removing" as const)))
         )
       }).pipe(Effect.withSpan("RegistrationService.removeProvider"))
 

@@ -124,7 +124,10 @@ export const withPreparedTransaction =
 // with "no transaction is active": the transaction is over either way.
 const rollbackQuietly = (conn: Connection) =>
   conn.executeUnprepared("ROLLBACK", [], undefined).pipe(
-    Effect.catchIf((e) => String((e.cause as Error | undefined)?.message).includes("no transaction"), () => Effect.void),
+    Effect.catchIf(
+      (e) => String((e.cause as Error | undefined)?.message).includes("no transaction"),
+      () => Effect.void
+    ),
     Effect.asVoid
   )
 
@@ -198,7 +201,8 @@ export const writeTransaction = (
           ? Effect.logWarning("a write could not be stored").pipe(Effect.annotateLogs({ reason: e.reason }))
           : Effect.void
       )
-    ))
+    )
+  )
 
 // What an operator can act on, for the errors a folder gives most often; others keep Node's own text.
 const folderProblems: Record<string, string> = {
@@ -229,7 +233,7 @@ export const ensureWritableFolder = (dir: string): Effect.Effect<void, StorageUn
     })).pipe(Effect.ensuring(Effect.ignore(fs.remove(probe))))
   }).pipe(
     Effect.mapError((e) => {
-      const code = (e._tag === "SystemError" ? (e.cause as { code?: unknown } | undefined)?.code : undefined)
+      const code = e._tag === "SystemError" ? (e.cause as { code?: unknown } | undefined)?.code : undefined
       const why = typeof code === "string" && code in folderProblems
         ? `${folderProblems[code]} (${code})`
         : e.message

@@ -23,8 +23,7 @@ export class StorageUnavailable extends Schema.TaggedError<StorageUnavailable>()
 
 const messages: Record<Exclude<StorageReason, "folder_unwritable">, string> = {
   full: "the Neuron's database is full (no space left on its disk): nothing was stored; free some space and try again",
-  locked:
-    "the Neuron's database is locked by another process: nothing was stored; try again once that process lets go",
+  locked: "the Neuron's database is locked by another process: nothing was stored; try again once that process lets go",
   io_error: "the Neuron's database could not be written (a disk error): nothing was stored; check the disk",
   read_only: "the Neuron's database is read-only: nothing was stored; check the data folder's file system and owner"
 }
@@ -52,6 +51,8 @@ export const reasonOf = (code: string): Option.Option<Exclude<StorageReason, "fo
 export const classify = (error: unknown): Option.Option<StorageUnavailable> => {
   const code = sqliteCode(error)
   if (code === undefined) return Option.none()
-  return Option.map(reasonOf(code), (reason) =>
-    new StorageUnavailable({ reason, message: messages[reason], cause: new Error(code) }))
+  return Option.map(
+    reasonOf(code),
+    (reason) => new StorageUnavailable({ reason, message: messages[reason], cause: new Error(code) })
+  )
 }

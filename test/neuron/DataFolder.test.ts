@@ -15,7 +15,11 @@ import { build, spawnMain } from "../support/process.js"
 beforeAll(build)
 
 const cases = [
-  ["a path through a regular file", (tmp: string) => Path.join(tmp, "notes.txt", "data"), "a part of its path is a file"],
+  [
+    "a path through a regular file",
+    (tmp: string) => Path.join(tmp, "notes.txt", "data"),
+    "a part of its path is a file"
+  ],
   ["a regular file where the folder should be", (tmp: string) => Path.join(tmp, "notes.txt"), "it is a file"]
 ] as const
 

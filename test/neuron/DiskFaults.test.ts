@@ -71,11 +71,17 @@ const assertNothingOf = (dataDir: string, npi: string) =>
     assert.isFalse(records.auditRows.some((a) => String(a.subject) === npi), "no audit entry for it")
     assert.isTrue(records.verification.ok)
     // Every event has its audit entry: no transaction was cut in the middle.
-    assert.strictEqual(records.auditRows.filter((a) => String(a.action).startsWith("lifecycle.")).length, records.events.length)
+    assert.strictEqual(
+      records.auditRows.filter((a) => String(a.action).startsWith("lifecycle.")).length,
+      records.events.length
+    )
   })
 
 const integrity = (neuron: RunningNeuron) =>
-  Effect.map(neuron.sql<{ integrity_check: string }>`PRAGMA integrity_check`, (rows) => rows.map((r) => r.integrity_check))
+  Effect.map(
+    neuron.sql<{ integrity_check: string }>`PRAGMA integrity_check`,
+    (rows) => rows.map((r) => r.integrity_check)
+  )
 
 describe("Disk faults: the database full, locked by another process, the health file unwritable", () => {
   it.scopedLive(
@@ -184,8 +190,10 @@ describe("Disk faults: the database full, locked by another process, the health 
         const gone = new Date().toISOString()
         const written = yield* waitFor(
           "the health file written again",
-          Effect.map(readHealthFile(neuron.dataDir), (h) =>
-            h !== null && h.last_heartbeat_at > gone ? Option.some(h) : Option.none())
+          Effect.map(
+            readHealthFile(neuron.dataDir),
+            (h) => h !== null && h.last_heartbeat_at > gone ? Option.some(h) : Option.none()
+          )
         )
         assert.strictEqual(written.status, "healthy")
         assert.isTrue(Fs.statSync(file).isFile())

@@ -98,9 +98,7 @@ export const assertNothingUnexpected = (rig: Rig) => {
 
 /** The `reason` annotations of the "heartbeat failed" warnings, from the `from`-th log line on. */
 export const heartbeatFailures = (rig: Rig, from = 0): ReadonlyArray<string> =>
-  rig.lines().slice(from).filter((l) => l.includes("heartbeat failed")).map((l) =>
-    /reason=(\w+)/.exec(l)?.[1] ?? "?"
-  )
+  rig.lines().slice(from).filter((l) => l.includes("heartbeat failed")).map((l) => /reason=(\w+)/.exec(l)?.[1] ?? "?")
 
 /** The event log kept the one registration: nothing lost, the audit chain sound. */
 export const assertRegistrationKept = (rig: Rig, id: string) =>

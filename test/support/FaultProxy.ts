@@ -87,8 +87,7 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
           client.once("data", () => client.destroy())
           return
         case "status":
-          client.once("data", () =>
-            client.end(answer(mode.status, mode.body, mode.contentType ?? "application/json")))
+          client.once("data", () => client.end(answer(mode.status, mode.body, mode.contentType ?? "application/json")))
           return
       }
       const server = Net.connect({ host: upstream.hostname, port: Number(upstream.port) })
