@@ -133,7 +133,7 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
           const { actor } = yield* AdminCaller
           const created = yield* keys.create({ ...payload, actor })
           return new ApiKeyCreated({ ...created, key: Redacted.value(created.key) })
-        }))
+        }).pipe(unavailable))
       .handle("listApiKeys", () =>
         Effect.map(keys.list, (api_keys) => new ApiKeyList({ api_keys })))
       .handle("revokeApiKey", ({ path }) =>
@@ -143,7 +143,7 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
             Effect.catchTag("ApiKeyNotFound", (e) => Effect.fail(new NotFound({ message: e.message })))
           )
           return HttpServerResponse.empty({ status: 204 })
-        }))
+        }).pipe(unavailable))
   }))
 
 /** `GET /metrics`: the Neuron's state as Prometheus gauges, read at scrape time. */

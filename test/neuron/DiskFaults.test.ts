@@ -128,7 +128,7 @@ describe("Disk faults: the database full, locked by another process, the health 
   )
 
   it.scopedLive(
-    "another process holding the database's write lock: POST and DELETE /v1/providers wait (bounded) then answer 503 STORAGE_UNAVAILABLE; /health answers during the wait (the event loop is not frozen); nothing corrupted (integrity_check); both succeed once the lock is released",
+    "another process holding the database's write lock: POST and DELETE /v1/providers (and POST /v1/api-keys) wait (bounded) then answer 503 STORAGE_UNAVAILABLE; /health answers during the wait (the event loop is not frozen); nothing corrupted (integrity_check); both succeed once the lock is released",
     () => {
       const logs = captureLogs()
       return Effect.gen(function*() {
@@ -144,6 +144,8 @@ describe("Disk faults: the database full, locked by another process, the health 
         const lockedAt = new Date().toISOString()
         assertUnavailable(yield* Fiber.join(adding), "locked by another process")
         assertUnavailable(yield* call(neuron.url, "DELETE", `/v1/providers/${npiOf(1)}`), "locked by another process")
+        const key = { name: "dashboard", scope: "read" }
+        assertUnavailable(yield* call(neuron.url, "POST", "/v1/api-keys", { body: key }), "locked by another process")
         // A read does not need the lock (WAL): the provider list answers.
         const listed = yield* call(neuron.url, "GET", "/v1/providers")
         assert.deepStrictEqual(listed.body.providers.map((p: any) => [p.provider_npi, p.status]), [[
@@ -159,6 +161,7 @@ describe("Disk faults: the database full, locked by another process, the health 
         assert.deepStrictEqual(yield* integrity(neuron), ["ok"])
         assert.strictEqual((yield* call(neuron.url, "POST", "/v1/providers", { body: provider(2) })).status, 201)
         assert.strictEqual((yield* call(neuron.url, "DELETE", `/v1/providers/${npiOf(1)}`)).status, 204)
+        assert.strictEqual((yield* call(neuron.url, "POST", "/v1/api-keys", { body: key })).status, 201)
         const since = new Date().toISOString()
         yield* beatAfter(neuron, since)
         assert.isTrue((yield* readRecords(neuron.dataDir)).verification.ok)
