@@ -11,14 +11,12 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type { Fault, FaultProxy } from "../support/FaultProxy.js"
 import { readRecords, waitFor, waitUntil } from "../support/neuron.js"
-import { startRegistry } from "../support/registry.js"
 import {
   assertNothingUnexpected,
-  assertRegistrationKept,
+  finish,
   healthFile,
   heartbeatFailures,
-  registrationId,
-  startRig,
+  startHealthyRig,
   stopCleanly,
   waitForHealth,
   waitHealthy
@@ -40,11 +38,8 @@ describe("Faults between the Neuron and the registry: failover to the next URL, 
       `${title} on the current registry URL: failover to the next URL within the same beat (healthy, no failure counted, the registration kept), and back when the fault moves to the other; no error logged; a clean stop`,
       () =>
         Effect.gen(function*() {
-          const registry = yield* startRegistry()
-          const rig = yield* startRig(registry.url, { count: 2 })
+          const { id, rig } = yield* startHealthyRig({ count: 2 })
           const [a, b] = rig.proxies as [FaultProxy, FaultProxy]
-          yield* waitHealthy(rig)
-          const id = yield* registrationId(rig)
           const from = rig.lines().length
 
           const faultOnA = new Date().toISOString()
@@ -63,10 +58,7 @@ describe("Faults between the Neuron and the registry: failover to the next URL, 
 
           assert.deepStrictEqual(heartbeatFailures(rig, from), [], "a failover within the call is not a failed beat")
           assert.isTrue(rig.lines().some((l) => l.includes("Axon registry failover")))
-          assert.strictEqual(yield* registrationId(rig), id)
-          yield* assertRegistrationKept(rig, id)
-          assertNothingUnexpected(rig)
-          yield* stopCleanly(rig)
+          yield* finish(rig, id)
         })
     )
   }
@@ -75,11 +67,8 @@ describe("Faults between the Neuron and the registry: failover to the next URL, 
     "a non-JSON body on a 200 from the current URL is an answer: no failover to the next URL, degraded under backoff, the registration kept, healthy again when it ends",
     () =>
       Effect.gen(function*() {
-        const registry = yield* startRegistry()
-        const rig = yield* startRig(registry.url, { count: 2 })
+        const { id, rig } = yield* startHealthyRig({ count: 2 })
         const [a, b] = rig.proxies as [FaultProxy, FaultProxy]
-        yield* waitHealthy(rig)
-        const id = yield* registrationId(rig)
         const from = rig.lines().length
         yield* a.set({ _tag: "status", status: 200, body: "<html>it works</html>", contentType: "text/html" })
         yield* waitForHealth(rig, "two failed rounds", (h) => h.consecutive_failures >= 2)
@@ -88,9 +77,7 @@ describe("Faults between the Neuron and the registry: failover to the next URL, 
         const ended = new Date().toISOString()
         yield* a.set({ _tag: "none" })
         yield* waitHealthy(rig, ended)
-        yield* assertRegistrationKept(rig, id)
-        assertNothingUnexpected(rig)
-        yield* stopCleanly(rig)
+        yield* finish(rig, id)
       })
   )
 
@@ -102,12 +89,10 @@ describe("Faults between the Neuron and the registry: failover to the next URL, 
       () =>
         Effect.gen(function*() {
           const enrollment = "enroll-7e2b4c9d1a3f5068"
-          const registry = yield* startRegistry({ enrollmentToken: enrollment })
-          const rig = yield* startRig(registry.url, {
+          const { id, rig } = yield* startHealthyRig({
+            enrollmentToken: enrollment,
             overrides: { enrollmentToken: Option.some(Redacted.make(enrollment)) }
           })
-          yield* waitHealthy(rig)
-          const id = yield* registrationId(rig)
           const firstToken = (yield* readRecords(rig.neuron.dataDir)).bearerToken
 
           yield* rig.proxies[0]!.set({

@@ -10,15 +10,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { Fault } from "../support/FaultProxy.js"
 import { call } from "../support/neuron.js"
-import { startRegistry } from "../support/registry.js"
 import {
   assertNothingUnexpected,
-  assertRegistrationKept,
   FAST,
+  finish,
   healthFile,
   heartbeatFailures,
-  registrationId,
-  startRig,
+  startHealthyRig,
   stopCleanly,
   waitForHealth,
   waitHealthy
@@ -60,11 +58,8 @@ describe("Faults between the Neuron and the registry (fault-injecting proxy, one
       `${title}: backoff (degraded, failures counted, next attempt within the ceiling), /health answers, the registration kept (not lost), no error logged, healthy again when the fault ends, and a clean stop`,
       () =>
         Effect.gen(function*() {
-          const registry = yield* startRegistry()
-          const rig = yield* startRig(registry.url)
+          const { id, rig } = yield* startHealthyRig()
           const [proxy] = rig.proxies
-          yield* waitHealthy(rig)
-          const id = yield* registrationId(rig)
 
           const from = rig.lines().length
           yield* proxy!.set(fault)
@@ -83,10 +78,7 @@ describe("Faults between the Neuron and the registry (fault-injecting proxy, one
           const faultEnded = new Date().toISOString()
           yield* proxy!.set({ _tag: "none" })
           yield* waitHealthy(rig, faultEnded)
-          assert.strictEqual(yield* registrationId(rig), id)
-          yield* assertRegistrationKept(rig, id)
-          assertNothingUnexpected(rig)
-          yield* stopCleanly(rig)
+          yield* finish(rig, id)
         })
     )
   }
@@ -95,19 +87,14 @@ describe("Faults between the Neuron and the registry (fault-injecting proxy, one
     "added latency under the time-out: every beat still succeeds (healthy throughout, no failure counted)",
     () =>
       Effect.gen(function*() {
-        const registry = yield* startRegistry()
-        const rig = yield* startRig(registry.url)
-        yield* waitHealthy(rig)
-        const id = yield* registrationId(rig)
+        const { id, rig } = yield* startHealthyRig()
         const since = new Date().toISOString()
         const from = rig.lines().length
         yield* rig.proxies[0]!.set({ _tag: "latency", ms: 50 })
         const after = yield* waitHealthy(rig, since)
         assert.strictEqual(after.consecutive_failures, 0)
         assert.deepStrictEqual(heartbeatFailures(rig, from), [])
-        yield* assertRegistrationKept(rig, id)
-        assertNothingUnexpected(rig)
-        yield* stopCleanly(rig)
+        yield* finish(rig, id)
       })
   )
 
@@ -115,9 +102,7 @@ describe("Faults between the Neuron and the registry (fault-injecting proxy, one
     "a registry that never answers when the Neuron stops: the stop completes (the hanging call is interrupted), the health file says stopped",
     () =>
       Effect.gen(function*() {
-        const registry = yield* startRegistry()
-        const rig = yield* startRig(registry.url, { overrides: { axonTimeout: "30 seconds" } })
-        yield* waitHealthy(rig)
+        const { rig } = yield* startHealthyRig({ overrides: { axonTimeout: "30 seconds" } })
         yield* rig.proxies[0]!.set({ _tag: "blackhole" })
         // A beat is now waiting on a registry that will not answer within this test.
         const before = rig.proxies[0]!.connections()

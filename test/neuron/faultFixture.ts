@@ -27,6 +27,7 @@ import {
   type TestOverrides,
   waitFor
 } from "../support/neuron.js"
+import { startRegistry } from "../support/registry.js"
 
 /**
  * Short times so that a fault shows within a few seconds; the registry's TTL (3 × 2 s) outlasts every fault. The
@@ -125,4 +126,26 @@ export const stopCleanly = (rig: Rig) =>
     const before = rig.proxies.map((p) => p.connections())
     yield* realSleep(2 * Duration.toMillis(FAST.backoffCeiling))
     assert.deepStrictEqual(rig.proxies.map((p) => p.connections()), before, "no registry call after the stop")
+  })
+
+/** A registry, `count` proxies to it and a healthy Neuron behind them, with its registration id. */
+export const startHealthyRig = (
+  options?: { readonly count?: number; readonly overrides?: TestOverrides; readonly enrollmentToken?: string }
+) =>
+  Effect.gen(function*() {
+    const registry = yield* startRegistry(
+      options?.enrollmentToken === undefined ? undefined : { enrollmentToken: options.enrollmentToken }
+    )
+    const rig = yield* startRig(registry.url, options)
+    yield* waitHealthy(rig)
+    return { rig, id: yield* registrationId(rig) }
+  })
+
+/** The end of every fault test: the registration kept, nothing logged as an error, a clean stop. */
+export const finish = (rig: Rig, id: string) =>
+  Effect.gen(function*() {
+    assert.strictEqual(yield* registrationId(rig), id)
+    yield* assertRegistrationKept(rig, id)
+    assertNothingUnexpected(rig)
+    yield* stopCleanly(rig)
   })
