@@ -6,7 +6,6 @@
  * the usual SQLite client on `<data dir>/neuron.db`.
  */
 import type { PlatformError } from "@effect/platform/Error"
-import * as FileSystem from "@effect/platform/FileSystem"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServer from "@effect/platform/HttpServer"
@@ -41,6 +40,7 @@ import { RegisterProviderRequest } from "./protocol/AxonApi.js"
 import type { SyncReport } from "./registration/ProviderSync.js"
 import { type NeuronIdentity, type ProviderNotFound, RegistrationService } from "./registration/RegistrationService.js"
 import * as Sqlite from "./sql/Sqlite.js"
+import type { StorageUnavailable } from "./sql/StorageUnavailable.js"
 import { AuditLog } from "./store/AuditLog.js"
 import type { Provider } from "./store/Lifecycle.js"
 import { NeuronMigrations } from "./store/migrations.js"
@@ -62,13 +62,20 @@ export interface NeuronService {
   readonly healthChanges: Stream.Stream<HealthSnapshot>
   /**
    * Adds a provider (stored first, `pending` until the registry has it). The input is checked like the admin
-   * API's body: a bad field fails with `InvalidProvider` naming it, and nothing is stored.
+   * API's body: a bad field fails with `InvalidProvider` naming it, and nothing is stored. A provider the Neuron
+   * cannot store (disk full, database locked by another process past a bounded wait) fails with
+   * `StorageUnavailable`, and nothing is stored either: try again once the cause is gone.
    */
-  readonly addProvider: (provider: typeof RegisterProviderRequest.Encoded) => Effect.Effect<Provider, InvalidProvider>
-  /** Removes a provider (at once locally; from the registry as soon as it answers). */
+  readonly addProvider: (
+    provider: typeof RegisterProviderRequest.Encoded
+  ) => Effect.Effect<Provider, InvalidProvider | StorageUnavailable>
+  /**
+   * Removes a provider (at once locally; from the registry as soon as it answers). `StorageUnavailable` as for
+   * `addProvider`: the provider is then unchanged.
+   */
   readonly removeProvider: (
     npi: string
-  ) => Effect.Effect<"removed" | "removing", ProviderNotFound | InvalidProvider>
+  ) => Effect.Effect<"removed" | "removing", ProviderNotFound | InvalidProvider | StorageUnavailable>
   readonly listProviders: Effect.Effect<ReadonlyArray<Provider>>
   /** One anti-entropy round now. */
   readonly syncProviders: Effect.Effect<SyncReport, AxonError>
@@ -221,14 +228,20 @@ export const layer: Layer.Layer<
   )
 }))
 
-/** The usual SQLite client for the Neuron: `<data dir>/neuron.db` (WAL, synchronous=FULL), migrated. */
+/**
+ * The usual SQLite client for the Neuron: `<data dir>/neuron.db` (WAL, synchronous=FULL), migrated. A data folder
+ * that cannot be written fails it with `StorageUnavailable` (`folder_unwritable`) naming the folder and the reason.
+ * The driver waits for another process's lock only briefly: the store's writes wait on a Schedule instead.
+ */
 export const layerSqlite = Layer.unwrapEffect(
   Effect.gen(function*() {
     const settings = yield* NeuronConfig
     const path = yield* Path.Path
-    yield* Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeDirectory(settings.dataDir, { recursive: true })).pipe(
-      Effect.orDie
-    )
-    return Sqlite.layer({ filename: path.join(settings.dataDir, "neuron.db"), migrations: NeuronMigrations })
+    yield* Sqlite.ensureWritableFolder(settings.dataDir)
+    return Sqlite.layer({
+      filename: path.join(settings.dataDir, "neuron.db"),
+      migrations: NeuronMigrations,
+      busyTimeout: Sqlite.SHORT_BUSY_TIMEOUT
+    })
   })
 )

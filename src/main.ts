@@ -20,10 +20,15 @@ import * as Neuron from "./Neuron.js"
 import * as Tracing from "./observability/Tracing.js"
 import * as SignalGuard from "./process/SignalGuard.js"
 import * as AxonRegistry from "./registry/AxonRegistry.js"
+import * as Sqlite from "./sql/Sqlite.js"
+import { StorageUnavailable } from "./sql/StorageUnavailable.js"
 
 const Main = Layer.unwrapEffect(
   Effect.gen(function*() {
     const settings = yield* NeuronConfig
+    // First, before the embedded registry makes its folder inside it: a data folder that cannot be written is one
+    // line naming it and the reason.
+    yield* Sqlite.ensureWritableFolder(settings.dataDir)
     const embedded = settings.registryUrls.length === 0
     const registry = embedded
       ? AxonRegistry.layer({ dataDir: settings.axon.dataDir, enrollmentToken: settings.enrollmentToken }).pipe(
@@ -76,6 +81,10 @@ Layer.launch(Main).pipe(
     if (Option.isSome(failure)) {
       return Effect.sync(() => console.error(`neuron: configuration error: ${describeConfigError(failure.value)}`))
     }
+    const storage = Cause.failureOption(cause).pipe(
+      Option.filter((e): e is StorageUnavailable => e instanceof StorageUnavailable)
+    )
+    if (Option.isSome(storage)) return Effect.sync(() => console.error(`neuron: ${storage.value.message}`))
     return Effect.logError("the Neuron stopped on an error").pipe(Effect.annotateLogs({ error: describeCause(cause) }))
   }),
   Effect.provide(logger),

@@ -14,6 +14,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { createHash, randomBytes } from "node:crypto"
 import { NeuronMetrics, timeTransaction } from "../observability/NeuronMetrics.js"
+import * as Sqlite from "../sql/Sqlite.js"
 import { AuditLog } from "../store/AuditLog.js"
 
 /** What a key may do. */
@@ -62,6 +63,8 @@ const LAST_USED_RESOLUTION_MS = 60_000
 /** Builds the service on the host's SqlClient and the audit log. */
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  // BEGIN IMMEDIATE, waiting on a Schedule for another process's lock; storage failures are StorageUnavailable.
+  const inWriteTransaction = Sqlite.writeTransaction(sql)
   const audit = yield* AuditLog
   const metrics = yield* Effect.serviceOption(NeuronMetrics)
   const lastWritten = new Map<string, number>()
@@ -87,7 +90,7 @@ export const make = Effect.gen(function*() {
       const key = `nrn_${randomBytes(32).toString("base64url")}`
       const id = `key_${randomBytes(9).toString("base64url")}`
       const created_at = yield* nowIso
-      yield* sql.withTransaction(Effect.gen(function*() {
+      yield* inWriteTransaction(Effect.gen(function*() {
         yield* sql`INSERT INTO api_keys (id, name, scope, key_hash, created_at)
                  VALUES (${id}, ${input.name}, ${input.scope}, ${hashOf(key)}, ${created_at})`
         yield* audit.append({
@@ -97,7 +100,7 @@ export const make = Effect.gen(function*() {
           subject: id,
           details: { name: input.name, scope: input.scope }
         })
-      })).pipe(timeTransaction(metrics, "api_key"), Effect.orDie)
+      })).pipe(timeTransaction(metrics, "api_key"), Effect.catchTag("SqlError", Effect.die))
       return { id, key: Redacted.make(key), name: input.name, scope: input.scope, created_at } satisfies CreatedApiKey
     }
   )
@@ -108,7 +111,7 @@ export const make = Effect.gen(function*() {
   /** Revokes a key from the next request on; revoking a revoked key changes nothing. */
   const revoke = Effect.fn("ApiKeys.revoke")(function*(id: string, actor: string) {
     const revoked_at = yield* nowIso
-    const rows = yield* sql.withTransaction(Effect.gen(function*() {
+    const rows = yield* inWriteTransaction(Effect.gen(function*() {
       const rows = yield* sql<{ name: string; revoked_at: string | null }>`
         SELECT name, revoked_at FROM api_keys WHERE id = ${id}`
       const row = rows[0]
@@ -122,7 +125,7 @@ export const make = Effect.gen(function*() {
         details: { name: row.name }
       })
       return rows
-    })).pipe(timeTransaction(metrics, "api_key"), Effect.orDie)
+    })).pipe(timeTransaction(metrics, "api_key"), Effect.catchTag("SqlError", Effect.die))
     lastWritten.delete(id)
     if (rows.length === 0) return yield* new ApiKeyNotFound({ reason: "not_found", message: `no API key ${id}` })
   })
@@ -137,7 +140,12 @@ export const make = Effect.gen(function*() {
       const id = found.value.id
       if (now - (lastWritten.get(id) ?? -Infinity) >= LAST_USED_RESOLUTION_MS) {
         lastWritten.set(id, now)
-        yield* sql`UPDATE api_keys SET last_used_at = ${new Date(now).toISOString()} WHERE id = ${id}`
+        // Noting the use must not refuse the request: under a full disk or another process's lock it waits for a
+        // later request (one try, no wait for the lock).
+        yield* sql`UPDATE api_keys SET last_used_at = ${new Date(now).toISOString()} WHERE id = ${id}`.pipe(
+          Sqlite.writeTransaction(sql, { waitForLock: false }),
+          Effect.catchTag("StorageUnavailable", () => Effect.sync(() => lastWritten.delete(id)))
+        )
       }
       return found
     }).pipe(Effect.orDie)

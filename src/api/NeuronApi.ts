@@ -149,6 +149,22 @@ export const RateLimitedWire = wire(RateLimited, { tag: "RateLimited", code: "RA
 export class AdminCaller extends Context.Tag("neuron/AdminCaller")<AdminCaller, { readonly actor: string }>() {}
 
 /**
+ * `503 STORAGE_UNAVAILABLE`: a write the Neuron cannot store (disk full, database locked by another process past a
+ * bounded wait, a disk error, a read-only file). Nothing was stored; the same request succeeds once the cause is gone.
+ */
+export class StorageUnavailableError
+  extends Schema.TaggedError<StorageUnavailableError>()("StorageUnavailableError", { message: Schema.String })
+{}
+
+/** The wire form of `StorageUnavailableError`. */
+export const StorageUnavailableWire = wire(StorageUnavailableError, {
+  tag: "StorageUnavailableError",
+  code: "STORAGE_UNAVAILABLE",
+  status: 503,
+  description: "The Neuron cannot store this write now (disk full, database locked); nothing was stored."
+})
+
+/**
  * The admin rule: the admin token (`Authorization: Bearer`) has full access; an API key (`X-API-Key` or
  * `Authorization: Bearer nrn_...`) is checked, scoped and rate-limited (401, 403, 429); without a credential,
  * the admin token is required when configured (401), else only loopback peers are answered (403 for others).
@@ -172,6 +188,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .setPayload(RegisterProviderRequest)
       .addSuccess(ProviderCreated)
       .addSuccess(ProviderAccepted)
+      .addError(StorageUnavailableWire)
       .annotate(
         OpenApi.Description,
         "Add a provider: 201 when the registry has it, 202 when kept pending until the registry answers."
@@ -182,6 +199,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addSuccess(HttpApiSchema.NoContent)
       .addSuccess(ProviderRemovalPending)
       .addError(NotFoundWire)
+      .addError(StorageUnavailableWire)
   )
   .add(
     HttpApiEndpoint.get("listRelationships", "/v1/relationships")
@@ -192,6 +210,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
     HttpApiEndpoint.post("createApiKey", "/v1/api-keys")
       .setPayload(CreateApiKeyRequest)
       .addSuccess(ApiKeyCreated)
+      .addError(StorageUnavailableWire)
       .annotate(OpenApi.Description, "Make an API key. The key is in this answer only; the Neuron keeps its hash.")
   )
   .add(HttpApiEndpoint.get("listApiKeys", "/v1/api-keys").addSuccess(ApiKeyList))
@@ -199,6 +218,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
     HttpApiEndpoint.del("revokeApiKey")`/v1/api-keys/${HttpApiSchema.param("id", Schema.String)}`
       .addSuccess(HttpApiSchema.NoContent)
       .addError(NotFoundWire)
+      .addError(StorageUnavailableWire)
       .annotate(OpenApi.Description, "Revoke an API key: it is refused (401) from the next request on.")
   )
   .middleware(AdminAuth)

@@ -23,6 +23,7 @@ import { NeuronMetrics, type NeuronMetricsService } from "../observability/Neuro
 import { routeMatcher } from "../observability/RouteMatcher.js"
 import { NotFound } from "../protocol/AxonApi.js"
 import { RegistrationService } from "../registration/RegistrationService.js"
+import { StorageUnavailable } from "../sql/StorageUnavailable.js"
 import type { Provider } from "../store/Lifecycle.js"
 import {
   AdminCaller,
@@ -36,7 +37,8 @@ import {
   ProviderRemovalPending,
   ProviderStatusList,
   ProviderStatusView,
-  RelationshipList
+  RelationshipList,
+  StorageUnavailableError
 } from "./NeuronApi.js"
 
 const providerView = (p: Provider) =>
@@ -51,6 +53,14 @@ const providerView = (p: Provider) =>
     last_error: p.last_error,
     updated_at: p.updated_at
   })
+
+/** A write the store could not keep, as the API answers it: `503 STORAGE_UNAVAILABLE` with the store's message. */
+const unavailable = <A, E, R>(effect: Effect.Effect<A, E | StorageUnavailable, R>) =>
+  Effect.catchIf(
+    effect,
+    (e): e is StorageUnavailable => e instanceof StorageUnavailable,
+    (e) => Effect.fail(new StorageUnavailableError({ message: e.message }))
+  )
 
 const HealthLive = HttpApiBuilder.group(NeuronApi, "health", (handlers) =>
   Effect.gen(function*() {
@@ -99,7 +109,7 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
         Effect.map(registration.addProvider(payload), (p) =>
           p.status === "registered"
             ? new ProviderCreated({ outcome: "registered", provider: providerView(p) })
-            : new ProviderAccepted({ outcome: "pending", provider: providerView(p) })))
+            : new ProviderAccepted({ outcome: "pending", provider: providerView(p) })).pipe(unavailable))
       .handle("removeProvider", ({ path }) =>
         registration.removeProvider(path.provider_npi).pipe(
           Effect.map((outcome) =>
@@ -108,7 +118,8 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
               : new ProviderRemovalPending({ provider_npi: path.provider_npi, status: "removing" })
           ),
           Effect.catchTag("ProviderNotFound", (e) =>
-            Effect.fail(new NotFound({ message: e.message })))
+            Effect.fail(new NotFound({ message: e.message }))),
+          unavailable
         ))
       .handle("listRelationships", ({ urlParams }) =>
         Effect.map(
@@ -128,7 +139,7 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
           const { actor } = yield* AdminCaller
           const created = yield* keys.create({ ...payload, actor })
           return new ApiKeyCreated({ ...created, key: Redacted.value(created.key) })
-        }))
+        }).pipe(unavailable))
       .handle("listApiKeys", () =>
         Effect.map(keys.list, (api_keys) => new ApiKeyList({ api_keys })))
       .handle("revokeApiKey", ({ path }) =>
@@ -138,7 +149,7 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
             Effect.catchTag("ApiKeyNotFound", (e) => Effect.fail(new NotFound({ message: e.message })))
           )
           return HttpServerResponse.empty({ status: 204 })
-        }))
+        }).pipe(unavailable))
   }))
 
 /**

@@ -34,6 +34,7 @@ const API_ERRORS = new Set([
   "NotFound",
   "AlreadyRegistered",
   "RateLimited",
+  "StorageUnavailableError",
   "ServerError"
 ])
 

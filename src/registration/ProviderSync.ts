@@ -12,8 +12,17 @@ import type { AxonError } from "../axon/AxonError.js"
 import { isRetryable } from "../axon/AxonError.js"
 import type { Npi } from "../domain/Npi.js"
 import type { RegisterProviderRequest } from "../protocol/AxonApi.js"
+import type { StorageUnavailable } from "../sql/StorageUnavailable.js"
 import type { Provider } from "../store/Lifecycle.js"
+import type { LifecycleError } from "../store/Lifecycle.js"
+import type { StaleVersion } from "../store/RegistrationStore.js"
 import { RegistrationStore } from "../store/RegistrationStore.js"
+
+/** A store step whose only expected failure is storage: a refused transition is a defect (a bug). */
+export const storing = <A, R>(
+  effect: Effect.Effect<A, LifecycleError | StaleVersion | StorageUnavailable, R>
+): Effect.Effect<A, StorageUnavailable, R> =>
+  Effect.catchTags(effect, { LifecycleError: Effect.die, StaleVersion: Effect.die })
 
 /** What one reconciliation did. */
 export interface SyncReport {
@@ -40,27 +49,48 @@ export const make = Effect.gen(function*() {
   const client = yield* AxonClient
   const store = yield* RegistrationStore
 
-  /** Registers one provider and records the answer; a refusal is kept as the provider's `last_error`. */
-  const push = (ref: RegistrationRef, p: Provider): Effect.Effect<PushOutcome, AxonError> =>
+  /**
+   * Registers one provider and records the answer; a refusal is kept as the provider's `last_error`. An answer
+   * that cannot be stored (`StorageUnavailable`) leaves the provider as it was: the registry has it, and sending
+   * it again is harmless (the add is idempotent).
+   */
+  const push = (ref: RegistrationRef, p: Provider): Effect.Effect<PushOutcome, AxonError | StorageUnavailable> =>
     client.registerProvider(ref, providerRequest(p)).pipe(
       Effect.flatMap((answer) =>
         store.markProviderRegistered(p.npi, answer.provider_id ?? p.provider_id ?? p.npi).pipe(
-          Effect.orDie,
+          storing,
           Effect.as<PushOutcome>("registered")
         )
       ),
-      Effect.catchIf((e) => e.reason === "rejected", (e) =>
-        Effect.logWarning("the registry refused a provider").pipe(
-          Effect.annotateLogs({ provider_npi: p.npi, reason: e.message }),
-          Effect.zipRight(store.markProviderRefused(p.npi, e.message).pipe(Effect.orDie)),
-          Effect.as<PushOutcome>("refused")
-        )),
-      Effect.catchIf(isRetryable, () => Effect.succeed<PushOutcome>("away"))
+      Effect.catchIf(
+        (e) => e._tag === "AxonError" && e.reason === "rejected",
+        (e) =>
+          Effect.logWarning("the registry refused a provider").pipe(
+            Effect.annotateLogs({ provider_npi: p.npi, reason: e.message }),
+            Effect.zipRight(store.markProviderRefused(p.npi, e.message).pipe(storing)),
+            Effect.as<PushOutcome>("refused")
+          )
+      ),
+      Effect.catchIf(
+        (e) => e._tag === "AxonError" && isRetryable(e),
+        () => Effect.succeed<PushOutcome>("away")
+      )
     )
 
   /** Removes one provider from the registry, then drops it locally. */
-  const pull = (ref: RegistrationRef, npi: Npi): Effect.Effect<void, AxonError> =>
-    client.removeProvider(ref, npi).pipe(Effect.zipRight(store.removeProvider(npi).pipe(Effect.orDie)))
+  const pull = (ref: RegistrationRef, npi: Npi): Effect.Effect<void, AxonError | StorageUnavailable> =>
+    client.removeProvider(ref, npi).pipe(Effect.zipRight(store.removeProvider(npi).pipe(storing)))
+
+  // Stops a reconciliation that cannot store what the registry answered; the next round takes it up again.
+  const untilUnstorable = <A>(effect: Effect.Effect<A, AxonError | StorageUnavailable>) =>
+    effect.pipe(
+      Effect.map(Option.some),
+      Effect.catchTag("StorageUnavailable", (e) =>
+        Effect.logWarning("the registry's answer could not be stored; the next round sends it again").pipe(
+          Effect.annotateLogs({ reason: e.reason }),
+          Effect.as(Option.none<A>())
+        ))
+    )
 
   /**
    * Makes the registry's list match the local one. `remote` is the registry's list when it gave one: then only
@@ -75,12 +105,12 @@ export const make = Effect.gen(function*() {
       const local = yield* store.listProviders()
       for (const p of local) {
         if (p.status === "removing") {
-          yield* pull(ref, p.npi)
+          if (Option.isNone(yield* untilUnstorable(pull(ref, p.npi)))) break
           removed.push(p.npi)
         } else if (Option.isNone(remote) || p.status === "pending" || !remote.value.has(p.npi)) {
-          const outcome = yield* push(ref, p)
-          if (outcome === "away") break
-          ;(outcome === "registered" ? added : refused).push(p.npi)
+          const outcome = yield* untilUnstorable(push(ref, p))
+          if (Option.isNone(outcome) || outcome.value === "away") break
+          ;(outcome.value === "registered" ? added : refused).push(p.npi)
         }
       }
       if (Option.isSome(remote)) {

@@ -20,6 +20,7 @@ import { isConflict, isRegistrationLost } from "../axon/AxonError.js"
 import type { Npi } from "../domain/Npi.js"
 import { NeuronHealth } from "../health/NeuronHealth.js"
 import type { RegisterProviderRequest } from "../protocol/AxonApi.js"
+import type { StorageUnavailable } from "../sql/StorageUnavailable.js"
 import type { Provider } from "../store/Lifecycle.js"
 import { RegistrationStore } from "../store/RegistrationStore.js"
 import type { Registration } from "../store/Snapshot.js"
@@ -72,6 +73,16 @@ export const make = (identity: NeuronIdentity) =>
         yield* store.markLost(reg.version, error.message).pipe(Effect.flatMap(showState), Effect.orDie)
         yield* wakeups.offer(undefined)
       }).pipe(exclusive)
+
+    /** A write after the registry answered could not be stored: logged; the next round (or beat) makes it again. */
+    const unstored = (e: StorageUnavailable) =>
+      Effect.logWarning("the registry answered; its answer could not be stored, the next round stores it").pipe(
+        Effect.annotateLogs({ reason: e.reason })
+      )
+
+    /** For a call made after the operator's request was stored: logged or recorded, never failing the request. */
+    const afterStored = (ref: RegistrationRef) => (e: AxonError | StorageUnavailable) =>
+      e._tag === "StorageUnavailable" ? unstored(e) : noteIfLost(ref)(e)
 
     /** For a registry call made with `ref`: a lost registration is recorded; other failures are left as they are. */
     const noteIfLost = (ref: RegistrationRef) => (e: AxonError) =>
@@ -163,13 +174,17 @@ export const make = (identity: NeuronIdentity) =>
       }
       if (Either.isLeft(answer)) return yield* answer.left
       const at = yield* DateTime.now
-      yield* store.touchHeartbeat(at)
+      // The registry has the beat: a time that cannot be stored (disk full, database locked) does not undo it.
+      yield* store.touchHeartbeat(at).pipe(Effect.catchAll(unstored))
       yield* health.recordSuccess({ registration: "registered", last_heartbeat_at: DateTime.formatIso(at) })
       return "beat" as const
     }).pipe(Effect.withSpan("RegistrationService.beat"))
 
-    /** Stores the provider first (pending), then tells the registry when it can. */
-    const addProvider = (input: RegisterProviderRequest): Effect.Effect<Provider> =>
+    /**
+     * Stores the provider first (pending), then tells the registry when it can. `StorageUnavailable` when it
+     * cannot be stored: nothing was written and the registry was not called.
+     */
+    const addProvider = (input: RegisterProviderRequest): Effect.Effect<Provider, StorageUnavailable> =>
       Effect.gen(function*() {
         const stored = yield* store.addProvider({
           npi: input.provider_npi,
@@ -177,28 +192,30 @@ export const make = (identity: NeuronIdentity) =>
           ...(input.provider_types === undefined ? {} : { types: input.provider_types }),
           ...(input.specialty === undefined ? {} : { specialty: input.specialty }),
           ...(input.provider_endpoint_url === undefined ? {} : { endpoint_url: input.provider_endpoint_url })
-        }).pipe(Effect.orDie)
+        }).pipe(ProviderSync.storing)
         const ref = refOf(yield* store.current)
         if (stored.status === "registered" || Option.isNone(ref)) return stored
-        yield* providers.push(ref.value, stored).pipe(
-          Effect.catchAll(noteIfLost(ref.value))
-        )
+        // Stored: from here the request is kept whatever happens (the next round sends what is still pending).
+        yield* providers.push(ref.value, stored).pipe(Effect.catchAll(afterStored(ref.value)))
         return Option.getOrElse(yield* store.getProvider(stored.npi), () => stored)
       }).pipe(Effect.withSpan("RegistrationService.addProvider"))
 
-    /** Marks the provider `removing` (it is no longer served), then removes it from the registry when it can. */
-    const removeProvider = (npi: Npi): Effect.Effect<"removed" | "removing", ProviderNotFound> =>
+    /**
+     * Marks the provider `removing` (it is no longer served), then removes it from the registry when it can.
+     * `StorageUnavailable` when the removal cannot be stored: nothing changed.
+     */
+    const removeProvider = (npi: Npi): Effect.Effect<"removed" | "removing", ProviderNotFound | StorageUnavailable> =>
       Effect.gen(function*() {
         const existing = yield* store.getProvider(npi)
         if (Option.isNone(existing) || existing.value.status === "removed") {
           return yield* new ProviderNotFound({ provider_npi: npi, message: `no provider ${npi} on this Neuron` })
         }
-        yield* store.requestProviderRemoval(npi).pipe(Effect.orDie)
+        yield* store.requestProviderRemoval(npi).pipe(ProviderSync.storing)
         const ref = refOf(yield* store.current)
         if (Option.isNone(ref)) return "removing" as const
         return yield* providers.pull(ref.value, npi).pipe(
           Effect.as("removed" as const),
-          Effect.catchAll((e) => noteIfLost(ref.value)(e).pipe(Effect.as("removing" as const)))
+          Effect.catchAll((e) => afterStored(ref.value)(e).pipe(Effect.as("removing" as const)))
         )
       }).pipe(Effect.withSpan("RegistrationService.removeProvider"))
 

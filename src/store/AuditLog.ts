@@ -158,7 +158,7 @@ export const make = Effect.gen(function*() {
       Effect.catchAll((e) => Effect.dieMessage(e.error instanceof Error ? e.error.message : String(e.error)))
     )
     const inTransaction = Option.isSome(yield* Effect.serviceOption(SqlClient.TransactionConnection))
-    yield* (inTransaction ? write(pending) : sql.withTransaction(write(pending))).pipe(Effect.orDie)
+    yield* (inTransaction ? write(pending) : Sqlite.writeTransaction(sql)(write(pending))).pipe(Effect.orDie)
   })
 
   /** Appends one entry at the end of the chain (in the caller's transaction when there is one). */

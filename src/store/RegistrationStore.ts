@@ -16,6 +16,8 @@ import * as Schema from "effect/Schema"
 import type { Npi } from "../domain/Npi.js"
 import { describeParseError } from "../http/ErrorBody.js"
 import { NeuronMetrics, timeTransaction } from "../observability/NeuronMetrics.js"
+import * as Sqlite from "../sql/Sqlite.js"
+import type { StorageUnavailable } from "../sql/StorageUnavailable.js"
 import { AuditLog } from "./AuditLog.js"
 import * as Lifecycle from "./Lifecycle.js"
 import type { Provider } from "./Lifecycle.js"
@@ -79,6 +81,7 @@ const build = <A extends LifecycleEvent>(make: () => A) =>
 /** Builds the service on the SqlClient and AuditLog it is given; repairs the snapshot first if needed. */
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  const inWriteTransaction = Sqlite.writeTransaction(sql)
   const audit = yield* AuditLog
   const tables = yield* makeTables
   const now = Effect.map(DateTime.now, DateTime.formatIso)
@@ -170,7 +173,8 @@ export const make = Effect.gen(function*() {
       )
       return { registration, provider, written: true }
     }).pipe(
-      sql.withTransaction,
+      // BEGIN IMMEDIATE, retried while another process holds the lock; a full disk is StorageUnavailable.
+      inWriteTransaction,
       writing,
       timeTransaction(metrics, "lifecycle"),
       Effect.catchTags({ SqlError: (e) => Effect.die(e), ParseError: (e) => Effect.die(e) }),
@@ -183,7 +187,7 @@ export const make = Effect.gen(function*() {
       .pipe(
         Effect.zipRight(readRow),
         Effect.map(withoutSeq),
-        sql.withTransaction,
+        inWriteTransaction,
         writing,
         Effect.orDie,
         Effect.annotateLogs({ service: "RegistrationStore" })
@@ -197,7 +201,7 @@ export const make = Effect.gen(function*() {
     event: LifecycleEvent,
     audit: AuditNote,
     options?: { readonly bearerToken?: Redacted.Redacted<string> }
-  ): Effect.Effect<Transitioned, LifecycleError | StaleVersion> =>
+  ): Effect.Effect<Transitioned, LifecycleError | StaleVersion | StorageUnavailable> =>
     write(expectedVersion, event, audit, options?.bearerToken).pipe(Effect.withSpan("RegistrationStore.transition"))
 
   const registrationStep =
@@ -259,11 +263,15 @@ export const make = Effect.gen(function*() {
         expectedVersion,
         () => new Events.Deregistered(reason === undefined ? {} : { reason })
       ),
-    /** Records a successful heartbeat: `last_heartbeat_at` only, no event, no audit row. */
-    touchHeartbeat: (at?: DateTime.DateTime): Effect.Effect<void> =>
+    /**
+     * Records a successful heartbeat: `last_heartbeat_at` only, no event, no audit row. One try, without waiting
+     * for another process's lock: the heartbeat loop must not stall on it, and the next beat writes it again.
+     */
+    touchHeartbeat: (at?: DateTime.DateTime): Effect.Effect<void, StorageUnavailable> =>
       Effect.flatMap(at === undefined ? now : Effect.succeed(DateTime.formatIso(at)), tables.touchHeartbeat).pipe(
+        Sqlite.writeTransaction(sql, { waitForLock: false }),
         Effect.asVoid,
-        Effect.orDie
+        Effect.catchTag("SqlError", Effect.die)
       ),
     /** Stores (or updates) a provider as `pending`; the same details again change nothing. */
     addProvider: (input: ProviderInput, actor = "operator") =>

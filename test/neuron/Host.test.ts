@@ -21,6 +21,7 @@ import { makePatientKey } from "../../src/careagent/CareAgentKeys.js"
 import { NeuronConfig } from "../../src/config/NeuronConfig.js"
 import * as Neuron from "../../src/Neuron.js"
 import * as Sqlite from "../../src/sql/Sqlite.js"
+import type { StorageUnavailable } from "../../src/sql/StorageUnavailable.js"
 import {
   call,
   childScope,
@@ -35,7 +36,7 @@ import { startRegistry } from "../support/registry.js"
 
 /** The host's own service: the clinic's scheduling system, which onboards a provider through the Neuron. */
 class Scheduling extends Context.Tag("host/Scheduling")<Scheduling, {
-  readonly onboard: (npi: string, name: string) => Effect.Effect<string, Neuron.InvalidProvider>
+  readonly onboard: (npi: string, name: string) => Effect.Effect<string, Neuron.InvalidProvider | StorageUnavailable>
 }>() {}
 
 const SchedulingLive = Layer.effect(

@@ -80,6 +80,8 @@ export interface RunningNeuron {
   readonly settings: NeuronSettings
   /** The handle a host program gets. */
   readonly neuron: Neuron.NeuronService
+  /** The Neuron's own SQLite connection (for tests that change its limits, such as `max_page_count`). */
+  readonly sql: SqlClient.SqlClient
 }
 
 /** The server a test Neuron listens on (`host` 127.0.0.1 unless given), port 0: the same server `pnpm start` uses. */
@@ -102,7 +104,8 @@ export const startNeuron = (options: {
     const context = yield* Layer.build(
       Neuron.layer.pipe(
         Layer.provideMerge(serverLayer(options.host ?? "127.0.0.1")),
-        Layer.provide([Neuron.layerSqlite, NodeHttpClient.layerUndici]),
+        Layer.provideMerge(Neuron.layerSqlite),
+        Layer.provide(NodeHttpClient.layerUndici),
         Layer.provide(NeuronConfig.layer(settings)),
         Layer.provide(NodeContext.layer)
       )
@@ -111,7 +114,8 @@ export const startNeuron = (options: {
       url: NodeServer.urlOf(Context.get(context, HttpServer.HttpServer)),
       dataDir,
       settings,
-      neuron: Context.get(context, Neuron.Neuron)
+      neuron: Context.get(context, Neuron.Neuron),
+      sql: Context.get(context, SqlClient.SqlClient)
     }
   }).pipe(Effect.orDie)
 
