@@ -16,6 +16,8 @@ import { createServer, Server } from "node:http"
 export const layer = (options: { readonly host: string; readonly port: number }) =>
   NodeHttpServer.layer(() => {
     const server = createServer({ headersTimeout: 5_000, requestTimeout: 15_000, connectionsCheckingInterval: 1_000 })
+    made.add(server)
+    server.once("close", () => made.delete(server))
     server.on("request", (_request, response) => {
       if (server.listenerCount("request") > 1) return
       response.writeHead(503, { "content-type": "application/json", "retry-after": "1" })
@@ -25,6 +27,9 @@ export const layer = (options: { readonly host: string; readonly port: number })
     })
     return server
   }, options)
+
+/** The Node servers this module made and that are still open: found without asking Node for its handles. */
+const made = new Set<Server>()
 
 /** The base URL (`http://host:port`) a server listens on; `0.0.0.0` and `::` are shown as loopback. */
 export const urlOf = (server: HttpServer.HttpServer): string => {
@@ -38,13 +43,16 @@ export const urlOf = (server: HttpServer.HttpServer): string => {
  * The Node `http.Server` behind an `HttpServer` of `@effect/platform-node` (NodeHttpServer.layer / make), for a
  * part that must listen to Node events the platform does not expose (the handshake takes its WebSocket
  * upgrades from the `upgrade` event). The platform exposes only the address it listens on, so the server is the
- * listening Node server of this process at that address (`process._getActiveHandles`, which lists every
- * referenced handle). None: the HttpServer is not a Node server of this process, or it was `unref`'d.
+ * listening Node server at that address: first among the servers `layer` made (every entry point's), then, for a
+ * host's own `NodeHttpServer.layer`, among the process's referenced handles (`process._getActiveHandles`, an
+ * undocumented Node API). None: the HttpServer is not a Node server of this process, or it was `unref`'d.
  */
 export const nodeServerOf = (server: HttpServer.HttpServer): Option.Option<Server> => {
   const wanted = server.address
-  const handles: ReadonlyArray<unknown> = (process as { _getActiveHandles?: () => Array<unknown> })
-    ._getActiveHandles?.() ?? []
+  const handles: ReadonlyArray<unknown> = [
+    ...made,
+    ...((process as { _getActiveHandles?: () => Array<unknown> })._getActiveHandles?.() ?? [])
+  ]
   for (const handle of handles) {
     if (!(handle instanceof Server) || !handle.listening) continue
     const address = handle.address()
