@@ -20,13 +20,16 @@ import {
   startRegistryOn,
   waitFor
 } from "../support/neuron.js"
+import { healthy } from "../support/process.js"
 
-/** Waits for `/health` to say healthy. */
-const healthy = (url: string) =>
-  waitFor(
-    "the Neuron to be healthy",
-    Effect.map(call(url, "GET", "/health"), (a) => (a.body?.status === "healthy" ? Option.some(a.body) : Option.none()))
-  )
+/** The real registry on a port of its own, in a scope the test closes to take it away (same port and data back). */
+const registryToStop = Effect.gen(function*() {
+  const port = yield* freePort
+  const dataDir = yield* Sqlite.makeTempDir("axon-")
+  const scope = yield* childScope
+  const registry = yield* startRegistryOn(port, { dataDir }).pipe(Scope.extend(scope))
+  return { registry, scope, restart: startRegistryOn(port, { dataDir }) }
+})
 
 /** The NPIs the registry lists for the Neuron's registration (its own token, read from the Neuron's file). */
 const registryProviders = (registryUrl: string, dataDir: string) =>
@@ -51,10 +54,7 @@ describe("in-flight provider operations resume as soon as the registry answers (
     "a Neuron restarted on a data folder holding a pending and a removing provider sends both within a few seconds of the restart, not at the periodic anti-entropy",
     () =>
       Effect.gen(function*() {
-        const port = yield* freePort
-        const axonDir = yield* Sqlite.makeTempDir("axon-")
-        const registryScope = yield* childScope
-        const registry = yield* startRegistryOn(port, { dataDir: axonDir }).pipe(Scope.extend(registryScope))
+        const { registry, restart, scope: registryScope } = yield* registryToStop
         const neuronScope = yield* childScope
         const dataDir = yield* Sqlite.makeTempDir("neuron-")
         const first = yield* startNeuron({
@@ -90,7 +90,7 @@ describe("in-flight provider operations resume as soon as the registry answers (
         ])
 
         // The registry is back, on the same data; the registry still has the old list.
-        const again = yield* startRegistryOn(port, { dataDir: axonDir })
+        const again = yield* restart
         assert.deepStrictEqual(yield* registryProviders(again.url, first.dataDir), [kept, leaving].sort())
         // Restarted, the Neuron's first heartbeat succeeds and both operations follow within seconds.
         const second = yield* startNeuron({ registryUrls: [again.url], dataDir: first.dataDir })
@@ -119,10 +119,7 @@ describe("in-flight provider operations resume as soon as the registry answers (
     "the registry away then back: a provider added while it was away (pending) reaches it at the recovery, without a restart",
     () =>
       Effect.gen(function*() {
-        const port = yield* freePort
-        const axonDir = yield* Sqlite.makeTempDir("axon-")
-        const registryScope = yield* childScope
-        const registry = yield* startRegistryOn(port, { dataDir: axonDir }).pipe(Scope.extend(registryScope))
+        const { registry, restart, scope: registryScope } = yield* registryToStop
         const neuron = yield* startNeuron({
           registryUrls: [registry.url],
           overrides: { heartbeatInterval: "1 second", backoffBase: "100 millis", backoffCeiling: "500 millis" }
@@ -137,7 +134,7 @@ describe("in-flight provider operations resume as soon as the registry answers (
           Effect.map(call(neuron.url, "GET", "/health"), (a) =>
             a.body?.status === "degraded" ? Option.some(true) : Option.none())
         )
-        const back = yield* startRegistryOn(port, { dataDir: axonDir })
+        const back = yield* restart
         yield* healthy(neuron.url)
         yield* registryListsWithin(back.url, neuron.dataDir, [arriving], 5_000)
         const provider = yield* waitFor(

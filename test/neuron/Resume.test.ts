@@ -6,22 +6,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import { npiOf } from "../support/neuron.js"
-import { type Engine, runNextAttempt, settle, startEngine } from "./engine.js"
+import { type Engine, quiet, registered, runNextAttempt, settle, startEngine } from "./engine.js"
 
 const INTERVAL = 60_000
-
-// Warnings about the injected failures: not what these tests are about.
-const quiet = Logger.replace(Logger.defaultLogger, Logger.none)
-
-/** The engine's first beat (at time 0) has registered it and made it healthy. */
-const registered = (engine: Engine) =>
-  settle(
-    "the first beat",
-    Effect.map(engine.health.get, (h) => (h.status === "healthy" ? Option.some(h) : Option.none()))
-  )
 
 /** Waits until the stored provider has `status` (the resume runs in its own fiber, right after the beat). */
 const providerIs = (engine: Engine, n: number, status: string) =>
