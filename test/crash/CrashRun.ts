@@ -92,6 +92,8 @@ interface Knowledge {
   events: ReadonlyArray<string>
   audit: ReadonlyArray<string>
   readonly failures: Array<string>
+  /** How many provider operations were acknowledged. */
+  acknowledged: number
   /** What happened that is right but worth saying (printed with the summary). */
   readonly notes: Array<string>
 }
@@ -154,64 +156,95 @@ const checkAfterKill = (dataDir: string, known: Knowledge, when: string) =>
     known.audit = db.audit
   })
 
+/** One provider add or removal; records it when acknowledged. `false` when it got no answer or a wrong one. */
+const providerOperation = (url: string, known: Knowledge, npi: Npi, remove: boolean) =>
+  Effect.gen(function*() {
+    known.providers.set(npi, "unknown")
+    const answer = remove
+      ? yield* attempt(url, "DELETE", `/v1/providers/${npi}`)
+      : yield* attempt(url, "POST", "/v1/providers", {
+        provider_npi: npi,
+        provider_name: `Dr. Crash ${npi.slice(-4)}`,
+        provider_types: ["physician"]
+      })
+    if (Option.isNone(answer)) return false // the process is gone: this one stays unknown
+    const status = answer.value.status
+    if (remove && (status === 204 || status === 202 || status === 404)) known.providers.set(npi, "absent")
+    else if (!remove && (status === 201 || status === 202)) known.providers.set(npi, "present")
+    else {
+      known.failures.push(`${remove ? "DELETE" : "POST"} provider ${npi} answered ${status}: ${answer.value.text}`)
+      return false
+    }
+    known.acknowledged++
+    return true
+  })
+
 /** Sends random provider adds and removes, one at a time, recording each acknowledged one, until `stopped`. */
 const providerOperations = (url: string, rng: Random.Random, known: Knowledge, stopped: () => boolean) =>
   Effect.gen(function*() {
     while (!stopped()) {
       const npi = PROVIDERS[yield* rng.nextIntBetween(0, PROVIDERS.length)]!
-      const before = known.providers.get(npi) ?? "absent"
-      const remove = before !== "absent" && (yield* rng.nextBoolean)
-      known.providers.set(npi, "unknown")
-      const answer = remove
-        ? yield* attempt(url, "DELETE", `/v1/providers/${npi}`)
-        : yield* attempt(url, "POST", "/v1/providers", {
-          provider_npi: npi,
-          provider_name: `Dr. Crash ${npi.slice(-4)}`,
-          provider_types: ["physician"]
-        })
-      if (Option.isNone(answer)) return // the process is gone: this one stays unknown
-      const status = answer.value.status
-      if (remove && (status === 204 || status === 202 || status === 404)) known.providers.set(npi, "absent")
-      else if (!remove && (status === 201 || status === 202)) known.providers.set(npi, "present")
-      else {
-        known.failures.push(`${remove ? "DELETE" : "POST"} provider ${npi} answered ${status}: ${answer.value.text}`)
-        return
-      }
+      const remove = (known.providers.get(npi) ?? "absent") !== "absent" && (yield* rng.nextBoolean)
+      if (!(yield* providerOperation(url, known, npi, remove))) return
     }
+  })
+
+/** A patient's handshake with the Neuron at `url` (its key made from `keySeed`). */
+const patientHandshake = (url: string, keySeed: Uint8Array, patient_agent_id: string, provider_npi: Npi) =>
+  Effect.either(handshake({
+    url: handshakeUrl(url),
+    key: patientKeyFromSeed(keySeed),
+    patient_agent_id,
+    provider_npi,
+    consented_actions: ["read_records"],
+    organization_npi: CLINIC.npi,
+    patient_endpoint: `https://${patient_agent_id}.patients.test`,
+    timeout: "5 seconds"
+  }))
+
+/** One new patient's handshake with a provider known present; recorded when completed. `None` when none is present. */
+const newPatient = (url: string, rng: Random.Random, known: Knowledge, patient_agent_id: string) =>
+  Effect.gen(function*() {
+    const present = PROVIDERS.filter((npi) => known.providers.get(npi) === "present")
+    const keySeed = new Uint8Array(32)
+    for (let b = 0; b < 32; b++) keySeed[b] = yield* rng.nextIntBetween(0, 256)
+    if (present.length === 0) return Option.none()
+    const provider_npi = present[yield* rng.nextIntBetween(0, present.length)]!
+    const result = yield* patientHandshake(url, keySeed, patient_agent_id, provider_npi)
+    // A refusal (the provider removed meanwhile) or a socket closed by the kill is not acknowledged.
+    if (Either.isRight(result)) {
+      known.relationships.push({
+        relationship_id: result.right.relationship_id,
+        patient_agent_id,
+        provider_npi,
+        keySeed
+      })
+    }
+    return Option.some(result)
   })
 
 /** Runs handshakes with providers known present, recording each completed one, until `stopped`. */
 const handshakes = (url: string, rng: Random.Random, known: Knowledge, stopped: () => boolean, tag: string) =>
   Effect.gen(function*() {
     for (let i = 0; !stopped(); i++) {
-      const present = PROVIDERS.filter((npi) => known.providers.get(npi) === "present")
-      const seedBytes = new Uint8Array(32)
-      for (let b = 0; b < 32; b++) seedBytes[b] = yield* rng.nextIntBetween(0, 256)
-      if (present.length === 0) {
-        yield* realSleep(20)
-        continue
-      }
-      const provider_npi = present[yield* rng.nextIntBetween(0, present.length)]!
-      const patient_agent_id = `patient-${tag}-${i}`
-      const result = yield* Effect.either(handshake({
-        url: handshakeUrl(url),
-        key: patientKeyFromSeed(seedBytes),
-        patient_agent_id,
-        provider_npi,
-        consented_actions: ["read_records"],
-        organization_npi: CLINIC.npi,
-        patient_endpoint: `https://${patient_agent_id}.patients.test`,
-        timeout: "5 seconds"
-      }))
-      // A refusal (the provider removed meanwhile) or a socket closed by the kill is not acknowledged.
-      if (Either.isRight(result)) {
-        known.relationships.push({
-          relationship_id: result.right.relationship_id,
-          patient_agent_id,
-          provider_npi,
-          keySeed: seedBytes
-        })
-      }
+      if (Option.isNone(yield* newPatient(url, rng, known, `patient-${tag}-${i}`))) yield* realSleep(20)
+    }
+  })
+
+/**
+ * Before a burst of operations: at least one provider present and one completed handshake, both acknowledged, so
+ * that every run has a relationship that the kills that follow must not lose.
+ */
+const warmUp = (url: string, rng: Random.Random, known: Knowledge, tag: string) =>
+  Effect.gen(function*() {
+    if (!PROVIDERS.some((npi) => known.providers.get(npi) === "present")) {
+      const absent = PROVIDERS.filter((npi) => known.providers.get(npi) !== "present")
+      const npi = absent[yield* rng.nextIntBetween(0, absent.length)]!
+      if (!(yield* providerOperation(url, known, npi, false))) return
+    }
+    const result = yield* newPatient(url, rng, known, `patient-${tag}-first`)
+    if (Option.isSome(result) && Either.isLeft(result.value)) {
+      known.failures.push(`${tag}: a handshake with a healthy Neuron failed: ${result.value.left.message}`)
     }
   })
 
@@ -280,16 +313,7 @@ const verifyRestarted = (url: string, registryUrl: string, dataDir: string, know
     if (missing.length > 0) known.failures.push(`${when}: acknowledged relationships missing: ${missing.join(", ")}`)
     const again = [...known.relationships].reverse().find((r) => known.providers.get(r.provider_npi) === "present")
     if (again !== undefined) {
-      const repeat = yield* Effect.either(handshake({
-        url: handshakeUrl(url),
-        key: patientKeyFromSeed(again.keySeed),
-        patient_agent_id: again.patient_agent_id,
-        provider_npi: again.provider_npi,
-        consented_actions: ["read_records"],
-        organization_npi: CLINIC.npi,
-        patient_endpoint: `https://${again.patient_agent_id}.patients.test`,
-        timeout: "5 seconds"
-      }))
+      const repeat = yield* patientHandshake(url, again.keySeed, again.patient_agent_id, again.provider_npi)
       if (
         Either.isLeft(repeat) || repeat.right.status !== "existing" ||
         repeat.right.relationship_id !== again.relationship_id
@@ -321,10 +345,12 @@ export const crashRun = (options: CrashRunOptions) =>
       events: [],
       audit: [],
       failures: [],
+      acknowledged: 0,
       notes: []
     }
     const moments: Array<string> = []
     let outputs = ""
+    let hadOperations = false
     for (let cycle = 0; cycle <= kills && known.failures.length === 0; cycle++) {
       const port = yield* freePort
       const url = `http://127.0.0.1:${port}`
@@ -343,7 +369,9 @@ export const crashRun = (options: CrashRunOptions) =>
         })
         const when = `start ${cycle + 1}`
         const final = cycle === kills
-        const startUp = !final && (yield* rng.nextRange(0, 1)) < 0.35
+        // The last kill lands in operations when none did yet: every run acknowledges something to keep.
+        const startUp = !final && (yield* rng.nextRange(0, 1)) < 0.35 && (hadOperations || cycle < kills - 1)
+        hadOperations ||= !startUp
         const delay = yield* rng.nextIntBetween(startUp ? 0 : 50, startUp ? 1_500 : 1_200)
         if (!startUp) {
           yield* verifyRestarted(url, registry.url, dataDir, known, when)
@@ -354,6 +382,7 @@ export const crashRun = (options: CrashRunOptions) =>
             return child
           }
         }
+        if (!startUp) yield* warmUp(url, Random.make(`${seed}/${cycle}/warm-up`), known, `${seed}-${cycle}`)
         let stopped = false
         const operations = startUp ? [] : [
           yield* Effect.fork(
@@ -379,10 +408,7 @@ export const crashRun = (options: CrashRunOptions) =>
       const { stderr, stdout } = child.output()
       outputs += `--- start ${cycle + 1} ---\n${stdout}${stderr}`
     }
-    const acknowledged = {
-      providers: [...known.providers.values()].filter((e) => e !== "unknown").length,
-      handshakes: known.relationships.length
-    }
+    const acknowledged = { providers: known.acknowledged, handshakes: known.relationships.length }
     if (known.failures.length > 0) {
       const tail = outputs.split("\n").slice(-40).join("\n")
       return yield* Effect.dieMessage(
