@@ -30,7 +30,7 @@ export default tseslint.config(
   },
   {
     // Programs that talk to a person on a terminal: the entry points, benchmarks and the demo.
-    files: ["src/main.ts", "src/**/main.ts", "bench/**", "demo/**"],
+    files: ["src/main.ts", "src/**/main.ts", "test/crash/main.ts", "bench/**", "demo/**"],
     rules: { "no-console": "off" }
   }
 )

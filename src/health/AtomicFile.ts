@@ -10,6 +10,18 @@ import * as Effect from "effect/Effect"
 // Unique within the process; the pid keeps two processes on one folder apart.
 let counter = 0
 
+const temporaryName = /^\.(.+)\.(\d+)\.\d+\.tmp$/
+
+/** Whether a process with this id runs now (signal 0 checks without signalling; EPERM: it runs as another user). */
+const isRunning = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
 /**
  * Atomically replaces `path` with `content` (mode 0644 unless `options.mode`); on failure the temporary file is
  * removed.
@@ -39,3 +51,30 @@ export const writeFileAtomic = (
       Effect.catchAll((e) => Effect.logDebug("folder fsync not available", e.message))
     )
   }).pipe(Effect.uninterruptible)
+
+/**
+ * Removes the temporary files that `writeFileAtomic(path, ...)` calls of processes no longer running left behind:
+ * a process killed between creating its temporary file and the rename (SIGKILL, a power cut) leaves one. Those of
+ * running processes (this one, another on the same folder) are left alone. Answers how many it removed.
+ */
+export const removeStaleTemporaries = (
+  path: string
+): Effect.Effect<number, PlatformError.PlatformError, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const paths = yield* Path.Path
+    const dir = paths.dirname(path)
+    const target = paths.basename(path)
+    let removed = 0
+    for (const name of yield* fs.readDirectory(dir)) {
+      const match = temporaryName.exec(name)
+      if (match === null || match[1] !== target) continue
+      const pid = Number(match[2])
+      if (pid === process.pid || isRunning(pid)) continue
+      yield* fs.remove(paths.join(dir, name)).pipe(
+        Effect.catchTag("SystemError", (e) => e.reason === "NotFound" ? Effect.void : Effect.fail(e))
+      )
+      removed++
+    }
+    return removed
+  })

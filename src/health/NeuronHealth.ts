@@ -21,7 +21,7 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { NeuronConfig } from "../config/NeuronConfig.js"
-import { writeFileAtomic } from "./AtomicFile.js"
+import { removeStaleTemporaries, writeFileAtomic } from "./AtomicFile.js"
 
 /** The health file's name inside the data folder. */
 export const HEALTH_FILE = "neuron.health.json"
@@ -163,6 +163,14 @@ export class NeuronHealth extends Context.Tag("neuron/NeuronHealth")<NeuronHealt
       Effect.gen(function*() {
         yield* Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeDirectory(options.dataDir, { recursive: true }))
         const path = (yield* Path.Path).join(options.dataDir, HEALTH_FILE)
+        // A process killed in the middle of a write (SIGKILL, a power cut) left its temporary file behind.
+        yield* removeStaleTemporaries(path).pipe(
+          Effect.tap((n) =>
+            n > 0 ? Effect.logInfo("removed a health file's temporary file left by a crash") : Effect.void
+          ),
+          Effect.catchAll((e) => Effect.logWarning("could not clean up the health file's temporary files", e.message)),
+          Effect.annotateLogs({ service: "NeuronHealth", file: path })
+        )
         const write = yield* fileWriter(path)
         return yield* make({ ...options, write })
       })

@@ -4,7 +4,9 @@
  * registration, and waits for the operator, at the ceiling's pace, when the registry reports a conflict. Each change
  * of status reaches `NeuronHealth` (and so the health file and `/health`).
  * A second loop, anti-entropy, repairs the registry's provider list every 5 minutes (jittered) and after every
- * recovery.
+ * recovery. A third, resume, sends the provider operations left in flight (a crash in the middle of a call, a
+ * registry that was away) after any successful heartbeat while there are some: within moments of a restart or a
+ * recovery, without waiting for anti-entropy.
  */
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
@@ -14,10 +16,11 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
-import { isConflict } from "../axon/AxonError.js"
+import { type AxonError, isConflict } from "../axon/AxonError.js"
 import { NeuronHealth } from "../health/NeuronHealth.js"
 import { describeCause } from "../log/Causes.js"
 import { NeuronMetrics } from "../observability/NeuronMetrics.js"
+import type { SyncReport } from "../registration/ProviderSync.js"
 import { RegistrationService } from "../registration/RegistrationService.js"
 import { heartbeatSchedule, steady } from "./Backoff.js"
 
@@ -121,6 +124,34 @@ export const heartbeatLoop = (options: HeartbeatOptions) =>
     while (true) yield* guarded
   }).pipe(Effect.annotateLogs({ service: "Heartbeat" }))
 
+/** Logs what a provider round changed at the registry, if anything. */
+const logRepairs = (message: string) => (report: SyncReport) =>
+  report.added.length + report.removed.length + report.refused.length === 0
+    ? Effect.void
+    : Effect.logInfo(message).pipe(
+      Effect.annotateLogs({
+        mode: report.mode,
+        added: report.added.length,
+        removed: report.removed.length,
+        refused: report.refused.length
+      })
+    )
+
+/** One provider round that never fails the loop running it: its failure is logged, and it runs again later. */
+const guardedRound = (round: Effect.Effect<SyncReport, AxonError>, what: string) =>
+  round.pipe(
+    Effect.catchAll((e) =>
+      Effect.logWarning(`${what} round failed; it runs again later`).pipe(
+        Effect.annotateLogs({ reason: e.reason, message: e.message })
+      )
+    ),
+    Effect.catchAllDefect((defect) =>
+      Effect.logError(`${what} round failed unexpectedly; it runs again later`).pipe(
+        Effect.annotateLogs({ error: describeCause(Cause.die(defect)) })
+      )
+    )
+  )
+
 /** Anti-entropy, forever: on request, or every `syncInterval` (jittered). */
 export const antiEntropyLoop = (options: HeartbeatOptions) =>
   Effect.gen(function*() {
@@ -128,35 +159,34 @@ export const antiEntropyLoop = (options: HeartbeatOptions) =>
     const driver = yield* Schedule.driver(steady(options.syncInterval ?? Duration.minutes(5), { jitter: 0.2 }))
     while (true) {
       yield* Effect.raceFirst(Effect.ignore(driver.next(undefined)), Queue.take(registration.syncRequests))
-      yield* registration.syncProviders.pipe(
-        Effect.tap((report) =>
-          report.added.length + report.removed.length + report.refused.length === 0
-            ? Effect.void
-            : Effect.logInfo("anti-entropy repaired the registry's provider list").pipe(
-              Effect.annotateLogs({
-                mode: report.mode,
-                added: report.added.length,
-                removed: report.removed.length,
-                refused: report.refused.length
-              })
-            )
-        ),
-        Effect.catchAll((e) =>
-          Effect.logWarning("anti-entropy round failed; it runs again later").pipe(
-            Effect.annotateLogs({ reason: e.reason, message: e.message })
-          )
-        ),
-        Effect.catchAllDefect((defect) =>
-          Effect.logError("anti-entropy round failed unexpectedly; it runs again later").pipe(
-            Effect.annotateLogs({ error: describeCause(Cause.die(defect)) })
-          )
-        )
+      yield* guardedRound(
+        registration.syncProviders.pipe(Effect.tap(logRepairs("anti-entropy repaired the registry's provider list"))),
+        "anti-entropy"
       )
     }
   }).pipe(Effect.annotateLogs({ service: "AntiEntropy" }))
 
-/** Both loops as a background Layer: started with the layer, interrupted when its scope closes. */
+/**
+ * Resume, forever: each time a heartbeat succeeds while provider operations are in flight, sends them. A round
+ * that fails leaves them in flight, so the next successful heartbeat asks again (at the heartbeat's pace).
+ */
+export const resumeLoop = Effect.gen(function*() {
+  const registration = yield* RegistrationService
+  while (true) {
+    yield* Queue.take(registration.resumeRequests)
+    yield* guardedRound(
+      registration.resumeProviders.pipe(Effect.tap(logRepairs("provider operations in flight sent to the registry"))),
+      "resume"
+    )
+  }
+}).pipe(Effect.annotateLogs({ service: "Resume" }))
+
+/** The three loops as a background Layer: started with the layer, interrupted when its scope closes. */
 export const layer = (options: HeartbeatOptions): Layer.Layer<never, never, RegistrationService | NeuronHealth> =>
   Layer.scopedDiscard(
-    Effect.all([Effect.forkScoped(heartbeatLoop(options)), Effect.forkScoped(antiEntropyLoop(options))])
+    Effect.all([
+      Effect.forkScoped(heartbeatLoop(options)),
+      Effect.forkScoped(antiEntropyLoop(options)),
+      Effect.forkScoped(resumeLoop)
+    ])
   )

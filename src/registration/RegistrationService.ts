@@ -58,6 +58,7 @@ export const make = (identity: NeuronIdentity) =>
     const lock = yield* Effect.makeSemaphore(1)
     const wakeups = yield* Queue.sliding<void>(1)
     const syncRequests = yield* Queue.sliding<void>(1)
+    const resumeRequests = yield* Queue.sliding<void>(1)
     const exclusive = lock.withPermits(1)
 
     const showState = (reg: Registration) => health.update({ registration: reg.state }).pipe(Effect.as(reg))
@@ -177,6 +178,9 @@ export const make = (identity: NeuronIdentity) =>
       // The registry has the beat: a time that cannot be stored (disk full, database locked) does not undo it.
       yield* store.touchHeartbeat(at).pipe(Effect.catchAll(unstored))
       yield* health.recordSuccess({ registration: "registered", last_heartbeat_at: DateTime.formatIso(at) })
+      // A registry that answers the heartbeat answers provider calls: what a crash or an outage left in flight goes
+      // now (the first beat after a start or a recovery), not at the next anti-entropy round.
+      if (yield* providers.inFlight) yield* resumeRequests.offer(undefined)
       return "beat" as const
     }).pipe(Effect.withSpan("RegistrationService.beat"))
 
@@ -196,7 +200,7 @@ export const make = (identity: NeuronIdentity) =>
         const ref = refOf(yield* store.current)
         if (stored.status === "registered" || Option.isNone(ref)) return stored
         // Stored: from here the request is kept whatever happens (the next round sends what is still pending).
-        yield* providers.push(ref.value, stored).pipe(Effect.catchAll(afterStored(ref.value)))
+        yield* providers.push(ref.value, stored.npi).pipe(Effect.catchAll(afterStored(ref.value)))
         return Option.getOrElse(yield* store.getProvider(stored.npi), () => stored)
       }).pipe(Effect.withSpan("RegistrationService.addProvider"))
 
@@ -214,21 +218,31 @@ export const make = (identity: NeuronIdentity) =>
         const ref = refOf(yield* store.current)
         if (Option.isNone(ref)) return "removing" as const
         return yield* providers.pull(ref.value, npi).pipe(
-          Effect.as("removed" as const),
+          Effect.map((gone) => gone ? "removed" as const : "removing" as const),
           Effect.catchAll((e) => afterStored(ref.value)(e).pipe(Effect.as("removing" as const)))
         )
       }).pipe(Effect.withSpan("RegistrationService.removeProvider"))
+
+    /** Runs a provider round on the current registration (`skipped` without one); a lost registration is noted. */
+    const providerRound = (round: (ref: RegistrationRef) => Effect.Effect<SyncReport, AxonError>) =>
+      Effect.gen(function*() {
+        const ref = refOf(yield* store.current)
+        if (Option.isNone(ref)) return { mode: "skipped", added: [], removed: [], refused: [] } satisfies SyncReport
+        return yield* round(ref.value).pipe(Effect.tapError(noteIfLost(ref.value)))
+      })
 
     /**
      * Anti-entropy: makes the registry's provider list match the local one. Diffs when the registry can list
      * providers; otherwise re-sends every provider (the add is idempotent).
      */
-    const syncProviders: Effect.Effect<SyncReport, AxonError> = Effect.gen(function*() {
-      const ref = refOf(yield* store.current)
-      if (Option.isNone(ref)) return { mode: "skipped", added: [], removed: [], refused: [] } satisfies SyncReport
-      return yield* providers.sync(ref.value).pipe(Effect.tapError(noteIfLost(ref.value)))
-    }).pipe(
-      Effect.withSpan("RegistrationService.syncProviders")
+    const syncProviders = providerRound(providers.sync).pipe(Effect.withSpan("RegistrationService.syncProviders"))
+
+    /**
+     * Sends the provider operations left in flight (`pending`, `removing`) without listing the registry's
+     * providers: what a crash in the middle of a call, or an away registry, left behind.
+     */
+    const resumeProviders = providerRound(providers.resume).pipe(
+      Effect.withSpan("RegistrationService.resumeProviders")
     )
 
     /**
@@ -254,12 +268,15 @@ export const make = (identity: NeuronIdentity) =>
       listProviders: store.listProviders(),
       getProvider: store.getProvider,
       syncProviders,
+      resumeProviders,
       deregister,
       /** Taken by the heartbeat loop: something found the registration lost and wants it registered again now. */
       wakeups: wakeups as Queue.Dequeue<void>,
       /** Asks the anti-entropy loop for a round now (after a recovery). */
       requestSync: syncRequests.offer(undefined).pipe(Effect.asVoid),
-      syncRequests: syncRequests as Queue.Dequeue<void>
+      syncRequests: syncRequests as Queue.Dequeue<void>,
+      /** Taken by the resume loop: a heartbeat succeeded while provider operations are in flight. */
+      resumeRequests: resumeRequests as Queue.Dequeue<void>
     } as const
   })
 

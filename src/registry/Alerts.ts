@@ -35,6 +35,26 @@ export class Alerts extends Effect.Service<Alerts>()("neuron/registry/Alerts", {
     const { dataDir } = yield* RegistrySettings
     // One writer at a time, so lines from two batches never interleave.
     const writeLock = yield* Effect.makeSemaphore(1)
+    // Files this process has appended to: each then ends with a whole line.
+    const whole = new Set<string>()
+
+    /**
+     * A newline when the file ends in a torn line (a process killed in the middle of an append): without it the next
+     * alert would be glued to the torn one and be unreadable too. Checked once per file and process.
+     */
+    const healTornEnd = (file: string) =>
+      Effect.gen(function*() {
+        if (whole.has(file)) return ""
+        whole.add(file)
+        const size = yield* fs.stat(file).pipe(Effect.map((info) => Number(info.size)), Effect.orElseSucceed(() => 0))
+        if (size === 0) return ""
+        const last = yield* Effect.scoped(Effect.gen(function*() {
+          const handle = yield* fs.open(file, { flag: "r" })
+          yield* handle.seek(size - 1, "start")
+          return yield* handle.readAlloc(1)
+        }))
+        return Option.isSome(last) && last.value[0] !== 0x0a ? "\n" : ""
+      })
 
     /** Appends the alerts, one line each, one write per file. */
     const append = (alerts: ReadonlyArray<AlertRecord>): Effect.Effect<void> => {
@@ -48,7 +68,11 @@ export class Alerts extends Effect.Service<Alerts>()("neuron/registry/Alerts", {
       }
       return Effect.forEach(
         byFile,
-        ([name, lines]) => fs.writeFileString(path.join(dataDir, name), lines.join(""), { flag: "a" }),
+        ([name, lines]) =>
+          Effect.flatMap(
+            healTornEnd(path.join(dataDir, name)),
+            (prefix) => fs.writeFileString(path.join(dataDir, name), prefix + lines.join(""), { flag: "a" })
+          ),
         { discard: true }
       ).pipe(
         writeLock.withPermits(1),

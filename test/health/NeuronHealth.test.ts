@@ -75,6 +75,25 @@ describe("NeuronHealth file", () => {
       yield* Scope.close(scope, Exit.void)
     }).pipe(Effect.provide(NodeContext.layer)))
 
+  it.scoped(
+    "a temporary file left by a process killed in the middle of a write (SIGKILL) is removed at start; those of running processes and other files are kept",
+    () =>
+      Effect.gen(function*() {
+        const fs = yield* FileSystem.FileSystem
+        const dir = yield* makeTempDir()
+        // A process id that ran and is gone now.
+        const dead = ChildProcess.spawnSync(process.execPath, ["-e", ""]).pid
+        const left = `.${HEALTH_FILE}.${dead}.7.tmp`
+        const running = `.${HEALTH_FILE}.${process.ppid}.1.tmp`
+        const other = `.other.json.${dead}.1.tmp`
+        for (const name of [left, running, other]) yield* fs.writeFileString(`${dir}/${name}`, "{\"status\":\"hea")
+        const { scope } = yield* openHealth(dir)
+        assert.deepStrictEqual((yield* tmpFiles(dir)).sort(), [running, other].sort())
+        assert.deepInclude(yield* readHealthFile(dir), { status: "degraded" })
+        yield* Scope.close(scope, Exit.void)
+      }).pipe(Effect.provide(NodeContext.layer))
+  )
+
   it.scoped("says stopped once the layer's scope closes, keeps the rest, and ignores later updates", () =>
     Effect.gen(function*() {
       const dir = yield* makeTempDir()

@@ -6,24 +6,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import { npiOf, readHealthFile } from "../support/neuron.js"
-import { type Engine, identity, runNextAttempt, settle, startEngine } from "./engine.js"
+import { type Engine, identity, quiet, registered, runNextAttempt, settle, startEngine } from "./engine.js"
 
 const HOUR = 3_600_000
 const CEILING = 240_000
 const INTERVAL = 60_000
-
-/** The engine's first beat (at time 0) has registered it and made it healthy. */
-const registered = (engine: Engine) =>
-  settle(
-    "the first beat",
-    Effect.map(
-      engine.health.get,
-      (h) => (h.status === "healthy" && h.next_attempt_at !== null ? Option.some(h) : Option.none())
-    )
-  )
 
 /** Event types in order, and the audit chain's verdict. */
 const records = (engine: Engine) =>
@@ -43,8 +32,7 @@ const outage = (engine: Engine, until: number) =>
     return plans
   })
 
-// Hundreds of "heartbeat failed" lines: not what these tests are about.
-const quiet = Logger.replace(Logger.defaultLogger, Logger.none)
+// Hundreds of "heartbeat failed" lines (`quiet`): not what these tests are about.
 
 describe("Heartbeat timing (TestClock, in-memory registry; the health file, event log and audit chain after each)", () => {
   it.scoped(

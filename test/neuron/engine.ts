@@ -11,6 +11,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
@@ -119,6 +120,19 @@ export const startEngine = (options: EngineOptions = {}) =>
 
 /** A running engine. */
 export type Engine = Effect.Effect.Success<ReturnType<typeof startEngine>>
+
+/** The engine's first beat (at time 0) has registered it and made it healthy. */
+export const registered = (engine: Engine) =>
+  settle(
+    "the first beat",
+    Effect.map(
+      engine.health.get,
+      (h) => (h.status === "healthy" && h.next_attempt_at !== null ? Option.some(h) : Option.none())
+    )
+  )
+
+/** No log lines: for tests whose injected failures would fill the output with warnings they are not about. */
+export const quiet = Logger.replace(Logger.defaultLogger, Logger.none)
 
 /** Polls `check` (a few microtask turns, then 1 ms of real time) until it holds; dies after 2 000 tries. */
 export const settle = <A>(what: string, check: Effect.Effect<Option.Option<A>>): Effect.Effect<A> =>

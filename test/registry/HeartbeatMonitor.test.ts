@@ -71,6 +71,37 @@ describe("HeartbeatMonitor", () => {
       assert.strictEqual((yield* call(url, "GET", "/alerts?limit=1")).body.alerts.length, 1)
     }))
 
+  it.scoped(
+    "an alert file left with a torn last line (the registry killed in the middle of an append): the next alert starts on its own line and is served by GET /alerts",
+    () =>
+      Effect.gen(function*() {
+        const dataDir = yield* Sqlite.makeTempDir("axon-")
+        const torn = `{"alert_type":"neuron_down","registration_id":"0a`
+        yield* Effect.flatMap(
+          FileSystem.FileSystem,
+          (fs) => fs.writeFileString(`${dataDir}/alerts-19700101.jsonl`, torn)
+        ).pipe(
+          Effect.orDie,
+          Effect.provide(NodeContext.layer)
+        )
+        const { monitor, url } = yield* startRegistryWithServices({ dataDir })
+        const reg = yield* register(url, 1)
+        yield* at(monitor, 150)
+        const text = yield* Effect.flatMap(
+          FileSystem.FileSystem,
+          (fs) => fs.readFileString(`${dataDir}/alerts-19700101.jsonl`)
+        ).pipe(Effect.orDie, Effect.provide(NodeContext.layer))
+        const lines = text.split("\n")
+        assert.strictEqual(lines[0], torn)
+        assert.deepInclude(JSON.parse(lines[1]!), { alert_type: "neuron_down", registration_id: reg.registration_id })
+        const served = (yield* call(url, "GET", "/alerts")).body.alerts
+        assert.deepStrictEqual(served.map((a: any) => [a.alert_type, a.registration_id]), [[
+          "neuron_down",
+          reg.registration_id
+        ]])
+      })
+  )
+
   it.scoped("a heartbeat from a down neuron recovers it with one neuron_recovered alert", () =>
     Effect.gen(function*() {
       const { dataDir, monitor, url } = yield* startRegistryWithServices()

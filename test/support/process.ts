@@ -70,11 +70,11 @@ export const spawnMain = (env: Record<string, string>, args: ReadonlyArray<strin
   })
 
 /**
- * Waits (bounded: a start is slow on a busy machine) for `/health` to say healthy. Each request has its
- * own time limit: the server listens a moment before its handler is attached, and a request in that window waits
- * for Node's request time-out.
+ * Waits (bounded, 30 s unless given: a start is slow on a busy machine) for `/health` to say healthy. Each request
+ * has its own time limit: the server listens a moment before its handler is attached, and a request in that window
+ * waits for Node's request time-out.
  */
-export const healthy = (url: string) =>
+export const healthy = (url: string, timeoutMs = 30_000) =>
   waitFor(
     "the process to be healthy",
     Effect.map(
@@ -83,7 +83,7 @@ export const healthy = (url: string) =>
       ),
       (body: any) => (body?.status === "healthy" ? Option.some(body) : Option.none())
     ),
-    30_000
+    timeoutMs
   )
 
 /** What a finished command printed, and its exit code. */
