@@ -37,6 +37,7 @@ import { type HealthSnapshot, NeuronHealth } from "./health/NeuronHealth.js"
 import * as Heartbeat from "./heartbeat/Heartbeat.js"
 import { describeParseError } from "./http/ErrorBody.js"
 import { RegisterProviderRequest } from "./protocol/AxonApi.js"
+import { Relationships } from "./relationships/Relationships.js"
 import type { SyncReport } from "./registration/ProviderSync.js"
 import { type NeuronIdentity, type ProviderNotFound, RegistrationService } from "./registration/RegistrationService.js"
 import * as Sqlite from "./sql/Sqlite.js"
@@ -181,7 +182,7 @@ export const layer: Layer.Layer<
   const identity = yield* identityOf(settings)
   const stores = Layer.mergeAll(
     RegistrationStore.DefaultWithoutDependencies,
-    RelationshipStore.Default,
+    Relationships.DefaultWithoutDependencies.pipe(Layer.provideMerge(RelationshipStore.DefaultWithoutDependencies)),
     ApiKeys.DefaultWithoutDependencies
   ).pipe(
     Layer.provideMerge(AuditLog.Default),

@@ -12,16 +12,19 @@ import * as Prometheus from "prom-client"
 import * as AdminAccess from "../access/AdminAccess.js"
 import { ApiKeys } from "../access/ApiKeys.js"
 import { HANDSHAKE_PATH, HandshakeServer } from "../handshake/HandshakeServer.js"
-import { RelationshipStore } from "../handshake/RelationshipStore.js"
+import type { Relationship } from "../handshake/RelationshipStore.js"
 import { NeuronHealth } from "../health/NeuronHealth.js"
 import * as ApiErrors from "../http/ApiErrors.js"
 import { NotFound } from "../protocol/AxonApi.js"
 import { RegistrationService } from "../registration/RegistrationService.js"
+import { ConsentRevoked } from "../protocol/ConsentRevocation.js"
+import { type RelationshipNotFound, Relationships } from "../relationships/Relationships.js"
 import type { Provider } from "../store/Lifecycle.js"
 import {
   AdminCaller,
   ApiKeyCreated,
   ApiKeyList,
+  ConsentRefused,
   NeuronApi,
   NeuronHealthView,
   NeuronStatusView,
@@ -30,7 +33,9 @@ import {
   ProviderRemovalPending,
   ProviderStatusList,
   ProviderStatusView,
-  RelationshipList
+  RelationshipAlreadyEnded,
+  RelationshipList,
+  RelationshipView
 } from "./NeuronApi.js"
 
 const providerView = (p: Provider) =>
@@ -45,6 +50,11 @@ const providerView = (p: Provider) =>
     last_error: p.last_error,
     updated_at: p.updated_at
   })
+
+/** A relationship as the API shows it: never the patient's key. */
+const relationshipView = ({ patient_public_key: _, ...row }: Relationship) => new RelationshipView(row)
+
+const toNotFound = (e: RelationshipNotFound) => new NotFound({ message: e.message })
 
 const HealthLive = HttpApiBuilder.group(NeuronApi, "health", (handlers) =>
   Effect.gen(function*() {
@@ -63,7 +73,7 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
     const registration = yield* RegistrationService
     const health = yield* NeuronHealth
     const handshakes = yield* HandshakeServer
-    const relationships = yield* RelationshipStore
+    const relationships = yield* Relationships
     const keys = yield* ApiKeys
     return handlers
       .handle("status", () =>
@@ -110,12 +120,17 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
             ...(urlParams.patient_agent_id === undefined ? {} : { patient_agent_id: urlParams.patient_agent_id }),
             ...(urlParams.provider_npi === undefined ? {} : { provider_npi: urlParams.provider_npi })
           }),
-          (rows) =>
-            new RelationshipList({
-              relationships: rows.map(({ patient_public_key: _, ...row }) =>
-                row
-              )
-            })
+          (rows) => new RelationshipList({ relationships: rows.map(relationshipView) })
+        ))
+      .handle("getRelationship", ({ path }) =>
+        relationships.get(path.relationship_id).pipe(Effect.map(relationshipView), Effect.mapError(toNotFound)))
+      .handle("terminateRelationship", ({ path, payload }) =>
+        relationships.terminate(path.relationship_id, payload.reason).pipe(
+          Effect.map(relationshipView),
+          Effect.catchTags({
+            RelationshipNotFound: (e) => Effect.fail(toNotFound(e)),
+            AlreadyEnded: (e) => Effect.fail(new RelationshipAlreadyEnded({ message: e.message }))
+          })
         ))
       .handle("createApiKey", ({ payload }) =>
         Effect.gen(function*() {
@@ -134,6 +149,19 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
           return HttpServerResponse.empty({ status: 204 })
         }))
   }))
+
+const ConsentLive = HttpApiBuilder.group(NeuronApi, "consent", (handlers) =>
+  Effect.map(Relationships, (relationships) =>
+    handlers.handle("revoke", ({ payload }) =>
+      relationships.revoke(payload).pipe(
+        Effect.map((revoked) => new ConsentRevoked({ ...revoked, status: "revoked" })),
+        Effect.catchTags({
+          RelationshipNotFound: (e) => Effect.fail(toNotFound(e)),
+          AlreadyEnded: (e) => Effect.fail(new RelationshipAlreadyEnded({ message: e.message })),
+          // A malformed signature never reaches here (the body's schema refuses it with a 400).
+          ConsentError: (e) => Effect.fail(new ConsentRefused({ message: e.message }))
+        })
+      ))))
 
 /** `GET /metrics`: the Neuron's state as Prometheus gauges, read at scrape time. */
 const metricsRoute = HttpApiBuilder.Router.use((router) =>
@@ -201,7 +229,7 @@ export const layer = (options: AdminAccess.AdminAccessOptions) =>
     Layer.provide([metricsRoute, handshakeRoute, ApiErrors.layer(NeuronApi, "the Neuron")]),
     Layer.provide(
       HttpApiBuilder.api(NeuronApi).pipe(
-        Layer.provide([HealthLive, AdminLive]),
+        Layer.provide([HealthLive, AdminLive, ConsentLive]),
         Layer.provide(AdminAccess.layer(options))
       )
     )

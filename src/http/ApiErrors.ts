@@ -34,7 +34,9 @@ const API_ERRORS = new Set([
   "NotFound",
   "AlreadyRegistered",
   "RateLimited",
-  "ServerError"
+  "ServerError",
+  "RelationshipAlreadyEnded",
+  "ConsentRefused"
 ])
 
 const tagOf = (u: unknown): string | undefined =>
