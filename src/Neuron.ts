@@ -29,6 +29,7 @@ import { AxonClient } from "./axon/AxonClient.js"
 import type { AxonError } from "./axon/AxonError.js"
 import { NeuronConfig, type NeuronSettings } from "./config/NeuronConfig.js"
 import * as ConsentVerifier from "./consent/ConsentVerifier.js"
+import { AgentCard } from "./discovery/AgentCard.js"
 import { Npi } from "./domain/Npi.js"
 import * as HandshakeServer from "./handshake/HandshakeServer.js"
 import { ProviderLookup } from "./handshake/ProviderLookup.js"
@@ -37,9 +38,9 @@ import { type HealthSnapshot, NeuronHealth } from "./health/NeuronHealth.js"
 import * as Heartbeat from "./heartbeat/Heartbeat.js"
 import { describeParseError } from "./http/ErrorBody.js"
 import { RegisterProviderRequest } from "./protocol/AxonApi.js"
-import { Relationships } from "./relationships/Relationships.js"
 import type { SyncReport } from "./registration/ProviderSync.js"
 import { type NeuronIdentity, type ProviderNotFound, RegistrationService } from "./registration/RegistrationService.js"
+import { Relationships } from "./relationships/Relationships.js"
 import * as Sqlite from "./sql/Sqlite.js"
 import { AuditLog } from "./store/AuditLog.js"
 import type { Provider } from "./store/Lifecycle.js"
@@ -194,7 +195,14 @@ export const layer: Layer.Layer<
     enrollmentToken: settings.enrollmentToken
   })
   const health = NeuronHealth.layer({ dataDir: settings.dataDir })
-  const services = RegistrationService.layer(identity).pipe(Layer.provideMerge(Layer.mergeAll(stores, health, axon)))
+  const card = AgentCard.layer({
+    organization_npi: identity.organization_npi,
+    organization_name: identity.organization_name,
+    publicUrl: settings.publicUrl
+  })
+  const services = Layer.mergeAll(RegistrationService.layer(identity), card).pipe(
+    Layer.provideMerge(Layer.mergeAll(stores, health, axon))
+  )
   const handshake = HandshakeServer.layer({
     publicUrl: settings.publicUrl,
     authTimeout: settings.authTimeout,

@@ -11,6 +11,7 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import * as Context from "effect/Context"
 import * as Schema from "effect/Schema"
 import { ApiKeyInfo, ApiKeyScope } from "../access/ApiKeys.js"
+import { AgentCardDocument } from "../discovery/AgentCard.js"
 import { Npi } from "../domain/Npi.js"
 import { wire } from "../http/ErrorBody.js"
 import {
@@ -260,11 +261,21 @@ export class ConsentGroup extends HttpApiGroup.make("consent")
   )
 {}
 
+/** How other agents find out what this Neuron is (PROTOCOL.md section 9): public, never a secret. */
+export class DiscoveryGroup extends HttpApiGroup.make("discovery")
+  .add(
+    HttpApiEndpoint.get("agentCard", "/.well-known/agent.json")
+      .addSuccess(AgentCardDocument)
+      .annotate(OpenApi.Description, "The A2A Agent Card: the organization, its providers as skills, the handshake.")
+  )
+{}
+
 /** The whole local API. */
 export class NeuronApi extends HttpApi.make("neuron")
   .add(HealthGroup)
   .add(AdminGroup)
   .add(ConsentGroup)
+  .add(DiscoveryGroup)
   .addError(InvalidRequestWire)
   .addError(ServerErrorWire)
   .annotate(OpenApi.Title, "Neuron local API")

@@ -11,13 +11,14 @@ import * as Redacted from "effect/Redacted"
 import * as Prometheus from "prom-client"
 import * as AdminAccess from "../access/AdminAccess.js"
 import { ApiKeys } from "../access/ApiKeys.js"
+import { AgentCard } from "../discovery/AgentCard.js"
 import { HANDSHAKE_PATH, HandshakeServer } from "../handshake/HandshakeServer.js"
 import type { Relationship } from "../handshake/RelationshipStore.js"
 import { NeuronHealth } from "../health/NeuronHealth.js"
 import * as ApiErrors from "../http/ApiErrors.js"
 import { NotFound } from "../protocol/AxonApi.js"
-import { RegistrationService } from "../registration/RegistrationService.js"
 import { ConsentRevoked } from "../protocol/ConsentRevocation.js"
+import { RegistrationService } from "../registration/RegistrationService.js"
 import { type RelationshipNotFound, Relationships } from "../relationships/Relationships.js"
 import type { Provider } from "../store/Lifecycle.js"
 import {
@@ -120,7 +121,8 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
             ...(urlParams.patient_agent_id === undefined ? {} : { patient_agent_id: urlParams.patient_agent_id }),
             ...(urlParams.provider_npi === undefined ? {} : { provider_npi: urlParams.provider_npi })
           }),
-          (rows) => new RelationshipList({ relationships: rows.map(relationshipView) })
+          (rows) =>
+            new RelationshipList({ relationships: rows.map(relationshipView) })
         ))
       .handle("getRelationship", ({ path }) =>
         relationships.get(path.relationship_id).pipe(Effect.map(relationshipView), Effect.mapError(toNotFound)))
@@ -128,8 +130,10 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
         relationships.terminate(path.relationship_id, payload.reason).pipe(
           Effect.map(relationshipView),
           Effect.catchTags({
-            RelationshipNotFound: (e) => Effect.fail(toNotFound(e)),
-            AlreadyEnded: (e) => Effect.fail(new RelationshipAlreadyEnded({ message: e.message }))
+            RelationshipNotFound: (e) =>
+              Effect.fail(toNotFound(e)),
+            AlreadyEnded: (e) =>
+              Effect.fail(new RelationshipAlreadyEnded({ message: e.message }))
           })
         ))
       .handle("createApiKey", ({ payload }) =>
@@ -150,18 +154,31 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
         }))
   }))
 
-const ConsentLive = HttpApiBuilder.group(NeuronApi, "consent", (handlers) =>
-  Effect.map(Relationships, (relationships) =>
-    handlers.handle("revoke", ({ payload }) =>
-      relationships.revoke(payload).pipe(
-        Effect.map((revoked) => new ConsentRevoked({ ...revoked, status: "revoked" })),
-        Effect.catchTags({
-          RelationshipNotFound: (e) => Effect.fail(toNotFound(e)),
-          AlreadyEnded: (e) => Effect.fail(new RelationshipAlreadyEnded({ message: e.message })),
-          // A malformed signature never reaches here (the body's schema refuses it with a 400).
-          ConsentError: (e) => Effect.fail(new ConsentRefused({ message: e.message }))
-        })
-      ))))
+const DiscoveryLive = HttpApiBuilder.group(
+  NeuronApi,
+  "discovery",
+  (handlers) => Effect.map(AgentCard, (card) => handlers.handle("agentCard", () => card.get))
+)
+
+const ConsentLive = HttpApiBuilder.group(
+  NeuronApi,
+  "consent",
+  (handlers) =>
+    Effect.map(
+      Relationships,
+      (relationships) =>
+        handlers.handle("revoke", ({ payload }) =>
+          relationships.revoke(payload).pipe(
+            Effect.map((revoked) => new ConsentRevoked({ ...revoked, status: "revoked" })),
+            Effect.catchTags({
+              RelationshipNotFound: (e) => Effect.fail(toNotFound(e)),
+              AlreadyEnded: (e) => Effect.fail(new RelationshipAlreadyEnded({ message: e.message })),
+              // A malformed signature never reaches here (the body's schema refuses it with a 400).
+              ConsentError: (e) => Effect.fail(new ConsentRefused({ message: e.message }))
+            })
+          ))
+    )
+)
 
 /** `GET /metrics`: the Neuron's state as Prometheus gauges, read at scrape time. */
 const metricsRoute = HttpApiBuilder.Router.use((router) =>
@@ -229,7 +246,7 @@ export const layer = (options: AdminAccess.AdminAccessOptions) =>
     Layer.provide([metricsRoute, handshakeRoute, ApiErrors.layer(NeuronApi, "the Neuron")]),
     Layer.provide(
       HttpApiBuilder.api(NeuronApi).pipe(
-        Layer.provide([HealthLive, AdminLive, ConsentLive]),
+        Layer.provide([HealthLive, AdminLive, ConsentLive, DiscoveryLive]),
         Layer.provide(AdminAccess.layer(options))
       )
     )

@@ -6,11 +6,7 @@
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import {
-  REVOCATION_WINDOW_MS,
-  revocationMessage,
-  type RevokeConsentRequest
-} from "../protocol/ConsentRevocation.js"
+import { REVOCATION_WINDOW_MS, revocationMessage, type RevokeConsentRequest } from "../protocol/ConsentRevocation.js"
 import { ConsentError } from "./ConsentError.js"
 import { decodeSignature, importPatientKey, type PatientKey, verify } from "./Ed25519.js"
 

@@ -10,11 +10,7 @@ import * as Schema from "effect/Schema"
 import type { ConsentError } from "../consent/ConsentError.js"
 import { verifyRevocation } from "../consent/Revocation.js"
 import { keyFingerprint } from "../handshake/HandshakeProtocol.js"
-import {
-  type Relationship,
-  RelationshipNotFound,
-  RelationshipStore
-} from "../handshake/RelationshipStore.js"
+import { type Relationship, RelationshipNotFound, RelationshipStore } from "../handshake/RelationshipStore.js"
 import type { RevokeConsentRequest } from "../protocol/ConsentRevocation.js"
 
 export { RelationshipNotFound } from "../handshake/RelationshipStore.js"
@@ -61,7 +57,8 @@ export const make = Effect.gen(function*() {
   ): Effect.Effect<Relationship, RelationshipNotFound | AlreadyEnded> =>
     Effect.flatMap(
       store.end(relationship_id, { status: "terminated", reason, actor }),
-      (ended) => ended.outcome === "ended" ? Effect.succeed(ended.relationship) : Effect.fail(alreadyEnded(ended.relationship))
+      (ended) =>
+        ended.outcome === "ended" ? Effect.succeed(ended.relationship) : Effect.fail(alreadyEnded(ended.relationship))
     ).pipe(Effect.withSpan("Relationships.terminate"))
 
   /**

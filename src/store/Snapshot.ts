@@ -10,9 +10,9 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { LifecycleEvent } from "./LifecycleEvent.js"
-import { RELATIONSHIP_STREAM_PREFIX } from "./RelationshipEvent.js"
 import type { RegistrationState } from "./LifecycleState.js"
 import { Provider, RegistrationSnapshot } from "./LifecycleState.js"
+import { RELATIONSHIP_STREAM_PREFIX } from "./RelationshipEvent.js"
 
 /** The registration as the store knows it: the events' snapshot, the bearer token and the last heartbeat. */
 export const Registration = Schema.Struct({

@@ -10,12 +10,12 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { createPublicKey, verify as nodeVerify } from "node:crypto"
 import { RelationshipStore } from "../../src/handshake/RelationshipStore.js"
+import { revocationMessage } from "../../src/protocol/ConsentRevocation.js"
 import { Relationships } from "../../src/relationships/Relationships.js"
 import * as Sqlite from "../../src/sql/Sqlite.js"
 import { AuditLog } from "../../src/store/AuditLog.js"
 import { NeuronMigrations } from "../../src/store/migrations.js"
 import { RegistrationStore } from "../../src/store/RegistrationStore.js"
-import { revocationMessage } from "../../src/protocol/ConsentRevocation.js"
 import { npiOf } from "../support/http.js"
 
 const file = (dir: string) => `${dir}/neuron.db`
@@ -67,9 +67,13 @@ describe("relationship ends in the store", () => {
             assert.strictEqual(ended.relationship.status, "terminated")
             const sql = yield* SqlClient.SqlClient
             yield* insertRow("b", "k".repeat(43))
-            const duplicate = yield* Effect.flip(insertRow("c", "k".repeat(43)).pipe(
-              Effect.zipRight(sql`UPDATE relationships SET patient_agent_id = 'patient-b' WHERE relationship_id = 'c'`)
-            ))
+            const duplicate = yield* Effect.flip(
+              insertRow("c", "k".repeat(43)).pipe(
+                Effect.zipRight(
+                  sql`UPDATE relationships SET patient_agent_id = 'patient-b' WHERE relationship_id = 'c'`
+                )
+              )
+            )
             assert.include(String(duplicate.cause), "UNIQUE")
           })
         )
@@ -155,30 +159,31 @@ describe("relationship ends in the store", () => {
     () =>
       Effect.gen(function*() {
         const dir = yield* Sqlite.makeTempDir("relationships-")
-        const session = (n: number) => withStores(
-          dir,
-          Effect.gen(function*() {
-            const registration = yield* RegistrationStore
-            const store = yield* RelationshipStore
-            const audit = yield* AuditLog
-            return { registration, store, audit }
-          }).pipe(
-            Effect.flatMap(({ audit, registration, store }) =>
-              Effect.gen(function*() {
-                yield* registration.addProvider({ npi: npiOf(10 + n) })
-                yield* insertRow(`r${n}`, "k".repeat(43))
-                const [row] = (yield* store.list()).filter((r) => r.status === "active")
-                yield* store.end(row!.relationship_id, { status: "terminated", reason: "r" })
-                yield* registration.addProvider({ npi: npiOf(20 + n) })
-                return {
-                  actions: (yield* audit.list()).map((e) => e.action),
-                  events: (yield* registration.events()).map((e) => e.type),
-                  verified: yield* audit.verify()
-                }
-              })
+        const session = (n: number) =>
+          withStores(
+            dir,
+            Effect.gen(function*() {
+              const registration = yield* RegistrationStore
+              const store = yield* RelationshipStore
+              const audit = yield* AuditLog
+              return { registration, store, audit }
+            }).pipe(
+              Effect.flatMap(({ audit, registration, store }) =>
+                Effect.gen(function*() {
+                  yield* registration.addProvider({ npi: npiOf(10 + n) })
+                  yield* insertRow(`r${n}`, "k".repeat(43))
+                  const [row] = (yield* store.list()).filter((r) => r.status === "active")
+                  yield* store.end(row!.relationship_id, { status: "terminated", reason: "r" })
+                  yield* registration.addProvider({ npi: npiOf(20 + n) })
+                  return {
+                    actions: (yield* audit.list()).map((e) => e.action),
+                    events: (yield* registration.events()).map((e) => e.type),
+                    verified: yield* audit.verify()
+                  }
+                })
+              )
             )
           )
-        )
         const first = yield* session(1)
         assert.deepStrictEqual(first.events, ["ProviderAdded", "ProviderAdded"])
         const second = yield* session(2)

@@ -5,8 +5,8 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { revoke } from "../../src/careagent/CareAgentRevocation.js"
 import { makePatientKey, signRevocation } from "../../src/careagent/CareAgentKeys.js"
+import { revoke } from "../../src/careagent/CareAgentRevocation.js"
 import { call, readRecords } from "../support/neuron.js"
 import { makePatient, PROVIDER, revocationBody, shakeHands, startClinic } from "./support.js"
 

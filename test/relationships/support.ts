@@ -3,10 +3,10 @@
  * through the real `ws` client: what the tests of PROTOCOL.md section 8 start from.
  */
 import * as Effect from "effect/Effect"
-import * as CareAgentClient from "../../src/careagent/CareAgentClient.js"
-import { makePatientKey, type PatientKeyPair, signRevocation } from "../../src/careagent/CareAgentKeys.js"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as CareAgentClient from "../../src/careagent/CareAgentClient.js"
+import { makePatientKey, type PatientKeyPair, signRevocation } from "../../src/careagent/CareAgentKeys.js"
 import { call, npiOf, startNeuron } from "../support/neuron.js"
 import { startRegistry } from "../support/registry.js"
 
@@ -28,7 +28,9 @@ export const startClinic = (options?: { readonly adminToken?: string }) =>
       ...auth,
       body: { provider_npi: PROVIDER, provider_name: "Dr. Ada Lovelace", provider_types: ["physician"] }
     })
-    if (added.status !== 201 && added.status !== 202) return yield* Effect.dieMessage(`provider not added: ${added.text}`)
+    if (added.status !== 201 && added.status !== 202) {
+      return yield* Effect.dieMessage(`provider not added: ${added.text}`)
+    }
     return neuron
   })
 
