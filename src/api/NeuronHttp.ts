@@ -143,12 +143,14 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
           return new ApiKeyCreated({ ...created, key: Redacted.value(created.key) })
         }))
       .handle("listApiKeys", () =>
-        Effect.map(keys.list, (api_keys) => new ApiKeyList({ api_keys })))
+        Effect.map(keys.list, (api_keys) =>
+          new ApiKeyList({ api_keys })))
       .handle("revokeApiKey", ({ path }) =>
         Effect.gen(function*() {
           const { actor } = yield* AdminCaller
           yield* keys.revoke(path.id, actor).pipe(
-            Effect.catchTag("ApiKeyNotFound", (e) => Effect.fail(new NotFound({ message: e.message })))
+            Effect.catchTag("ApiKeyNotFound", (e) =>
+              Effect.fail(new NotFound({ message: e.message })))
           )
           return HttpServerResponse.empty({ status: 204 })
         }))

@@ -12,7 +12,7 @@ const ADMIN = "clinic-admin-5e1f0c9a7b3d2468"
 
 describe("relationship termination and races (section 8)", () => {
   it.scopedLive(
-    "POST /v1/relationships/{id}/terminate {reason}: 200 the relationship now terminated with ended_at and end_reason; again 409 ALREADY_ENDED; 404 unknown; 400 without a reason or over 500 characters; a revocation of it 409 ALREADY_ENDED; admin token required (401) for GET and terminate",
+    "POST /v1/relationships/{id}/terminate {reason}: 200 the relationship now terminated with ended_at and end_reason; again 409 ALREADY_ENDED; 404 unknown; 400 without a reason or over 500 characters; a revocation of it 409 ALREADY_ENDED; admin token required (401) for GET and terminate, a read API key may GET but not terminate (403)",
     () =>
       Effect.gen(function*() {
         const neuron = yield* startClinic({ adminToken: ADMIN })
@@ -30,6 +30,13 @@ describe("relationship termination and races (section 8)", () => {
           assert.include(bad.body.error.message, "reason")
         }
         assert.strictEqual((yield* call(neuron.url, "GET", path, admin)).body.status, "active")
+        // An API key of scope `read` may read the relationship (section 7), not end it.
+        const key =
+          (yield* call(neuron.url, "POST", "/v1/api-keys", { ...admin, body: { name: "auditor", scope: "read" } }))
+            .body.key as string
+        assert.strictEqual((yield* call(neuron.url, "GET", path, { headers: { "x-api-key": key } })).status, 200)
+        const readOnly = yield* call(neuron.url, "POST", `${path}/terminate`, { token: key, body: { reason: "no" } })
+        assert.strictEqual(readOnly.status, 403)
 
         const ended = yield* call(neuron.url, "POST", `${path}/terminate`, {
           ...admin,
