@@ -5,7 +5,8 @@ const benches: Record<string, string> = {
   axon: "./axon-heartbeats/main.ts",
   lifecycle: "./lifecycle/index.ts",
   jitter: "./jitter/index.ts",
-  handshake: "./handshake/main.ts"
+  handshake: "./handshake/main.ts",
+  revocation: "./revocation/main.ts"
 }
 
 const name = process.argv[2]
