@@ -9,11 +9,8 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as Schema from "effect/Schema"
-import { ErrorBody } from "../http/ErrorBody.js"
 import { ConsentRevoked } from "../protocol/ConsentRevocation.js"
-import { CareAgentError } from "./CareAgentClient.js"
+import { CareAgentError, httpStatusError } from "./CareAgentClient.js"
 import { type PatientKeyPair, signRevocation } from "./CareAgentKeys.js"
 
 /** What the patient revokes. */
@@ -48,14 +45,5 @@ export const revoke = Effect.fn("CareAgentClient.revoke")(function*(request: Rev
       Effect.mapError(() => new CareAgentError({ reason: "Protocol", message: "the neuron's answer is undecodable" }))
     )
   }
-  const text = yield* Effect.orElseSucceed(response.text, () => "")
-  const error = Schema.decodeUnknownEither(Schema.parseJson(ErrorBody))(text)
-  return yield* new CareAgentError({
-    reason: "HttpStatus",
-    status: response.status,
-    ...(Either.isRight(error) ? { code: error.right.error.code } : {}),
-    message: Either.isRight(error)
-      ? `the neuron answered ${response.status}: ${error.right.error.message}`
-      : `the neuron answered ${response.status}`
-  })
+  return yield* httpStatusError(response.status, yield* Effect.orElseSucceed(response.text, () => ""))
 })

@@ -14,7 +14,7 @@ const MINUTE = 60_000
 
 describe("consent revocation (section 8)", () => {
   it.scopedLive(
-    "POST /v1/consent/revoke by the CareAgent client: 200 {relationship_id, status: revoked, ended_at}; the same request again 200 with the same answer; GET /v1/relationships/{id} and the listing show status, ended_at, end_reason; one audit entry (chain intact) and one lifecycle event",
+    "POST /v1/consent/revoke by the CareAgent client (a refusal reported with its status and code): 200 {relationship_id, status: revoked, ended_at}; the same request again 200 with the same answer; GET /v1/relationships/{id} and the listing show status, ended_at, end_reason; one audit entry (chain intact) and one lifecycle event",
     () =>
       Effect.gen(function*() {
         const neuron = yield* startClinic()
@@ -38,6 +38,14 @@ describe("consent revocation (section 8)", () => {
         assert.strictEqual(answer.relationship_id, made.relationship_id)
         assert.strictEqual(answer.status, "revoked")
         assert.isTrue(Number.isFinite(Date.parse(answer.ended_at)))
+
+        // The client reports a refusal with the Neuron's status and code: another key is CONSENT_FAILED.
+        const refused = yield* Effect.flip(
+          revoke({ neuronUrl: neuron.url, key: yield* makePatientKey, relationship_id: made.relationship_id }).pipe(
+            Effect.provide(NodeHttpClient.layerUndici)
+          )
+        )
+        assert.deepStrictEqual([refused.reason, refused.status, refused.code], ["HttpStatus", 403, "CONSENT_FAILED"])
 
         // The same request, byte for byte, again: the same answer, nothing written twice.
         const body = revocationBody(patient.key, made.relationship_id)
