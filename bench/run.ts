@@ -7,7 +7,8 @@ const benches: Record<string, string> = {
   jitter: "./jitter/index.ts",
   handshake: "./handshake/main.ts",
   tracing: "./tracing/index.ts",
-  herd: "./herd/main.ts"
+  herd: "./herd/main.ts",
+  revocation: "./revocation/main.ts"
 }
 
 const name = process.argv[2]

@@ -1,7 +1,7 @@
 /**
  * `pnpm demo`: the whole flow on one machine, each step printed. An Axon registry, a Neuron registered with it,
  * one provider, and a simulated patient's CareAgent completing the consent handshake (twice: the second finds
- * the existing relationship). Everything lives in a temporary folder and on free loopback ports.
+ * the existing relationship), revoking its consent, and shaking hands again (a new relationship). Everything lives in a temporary folder and on free loopback ports.
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
@@ -19,6 +19,7 @@ import * as Schedule from "effect/Schedule"
 import { join } from "node:path"
 import { handshake, handshakeUrl } from "../src/careagent/CareAgentClient.js"
 import { makePatientKey } from "../src/careagent/CareAgentKeys.js"
+import { revoke } from "../src/careagent/CareAgentRevocation.js"
 import { defaults, NeuronConfig } from "../src/config/NeuronConfig.js"
 import type { Npi } from "../src/domain/Npi.js"
 import * as NodeServer from "../src/http/NodeServer.js"
@@ -107,6 +108,18 @@ const demo = Effect.gen(function*() {
   yield* step("The same patient again: the existing relationship, no duplicate")
   const second = yield* handshake(request)
   yield* show("result", second)
+
+  yield* step("The patient revokes its consent: POST /v1/consent/revoke, signed with its key")
+  const revoked = yield* revoke({ neuronUrl, key, relationship_id: first.relationship_id })
+  yield* show("revoked", revoked)
+  const status = yield* client.get(`${neuronUrl}/v1/relationships/${first.relationship_id}`).pipe(
+    Effect.flatMap((r) => r.json)
+  )
+  yield* show("the relationship now", status)
+
+  yield* step("A handshake after the revocation makes a new relationship")
+  const third = yield* handshake(request)
+  yield* show("result", third)
 
   yield* step("Stopping (handshake sockets close with 1001, the health file says stopped)")
 }).pipe(Effect.scoped)

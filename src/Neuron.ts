@@ -8,7 +8,7 @@
 import type { PlatformError } from "@effect/platform/Error"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpRouter from "@effect/platform/HttpRouter"
-import type * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServer from "@effect/platform/HttpServer"
 import * as Path from "@effect/platform/Path"
 import * as Migrator from "@effect/sql/Migrator"
 import type * as SqlClient from "@effect/sql/SqlClient"
@@ -28,6 +28,8 @@ import { AxonClient } from "./axon/AxonClient.js"
 import type { AxonError } from "./axon/AxonError.js"
 import { NeuronConfig, type NeuronSettings } from "./config/NeuronConfig.js"
 import * as ConsentVerifier from "./consent/ConsentVerifier.js"
+import { AgentCard } from "./discovery/AgentCard.js"
+import * as Mdns from "./discovery/Mdns.js"
 import { Npi } from "./domain/Npi.js"
 import * as HandshakeServer from "./handshake/HandshakeServer.js"
 import { ProviderLookup } from "./handshake/ProviderLookup.js"
@@ -37,8 +39,10 @@ import * as Heartbeat from "./heartbeat/Heartbeat.js"
 import { describeParseError } from "./http/ErrorBody.js"
 import { NeuronMetrics } from "./observability/NeuronMetrics.js"
 import { RegisterProviderRequest } from "./protocol/AxonApi.js"
+import { handshakeEndpoint, PROTOCOL_VERSION } from "./protocol/Version.js"
 import type { SyncReport } from "./registration/ProviderSync.js"
 import { type NeuronIdentity, type ProviderNotFound, RegistrationService } from "./registration/RegistrationService.js"
+import { Relationships } from "./relationships/Relationships.js"
 import * as Sqlite from "./sql/Sqlite.js"
 import type { StorageUnavailable } from "./sql/StorageUnavailable.js"
 import { AuditLog } from "./store/AuditLog.js"
@@ -189,7 +193,7 @@ export const layer: Layer.Layer<
   const identity = yield* identityOf(settings)
   const stores = Layer.mergeAll(
     RegistrationStore.DefaultWithoutDependencies,
-    RelationshipStore.Default,
+    Relationships.DefaultWithoutDependencies.pipe(Layer.provideMerge(RelationshipStore.DefaultWithoutDependencies)),
     ApiKeys.DefaultWithoutDependencies
   ).pipe(
     Layer.provideMerge(AuditLog.Default),
@@ -201,7 +205,14 @@ export const layer: Layer.Layer<
     enrollmentToken: settings.enrollmentToken
   })
   const health = NeuronHealth.layer({ dataDir: settings.dataDir })
-  const services = RegistrationService.layer(identity).pipe(Layer.provideMerge(Layer.mergeAll(stores, health, axon)))
+  const card = AgentCard.layer({
+    organization_npi: identity.organization_npi,
+    organization_name: identity.organization_name,
+    publicUrl: settings.publicUrl
+  })
+  const services = Layer.mergeAll(RegistrationService.layer(identity), card).pipe(
+    Layer.provideMerge(Layer.mergeAll(stores, health, axon))
+  )
   const handshake = HandshakeServer.layer({
     publicUrl: settings.publicUrl,
     authTimeout: settings.authTimeout,
@@ -221,12 +232,28 @@ export const layer: Layer.Layer<
     backoffCeiling: settings.backoffCeiling
   })
   const http = NeuronHttp.layer({ adminToken: settings.adminToken, apiRateLimit: settings.apiRateLimit })
-  return Layer.mergeAll(Layer.effect(Neuron, make), heartbeat, http).pipe(
+  const presence = settings.mdns ? mdnsLayer(identity, settings.publicUrl) : Layer.empty
+  return Layer.mergeAll(Layer.effect(Neuron, make), heartbeat, http, presence).pipe(
     Layer.provide(handshake.pipe(Layer.provideMerge(services))),
     // One registry for this Neuron, shared by every service that records (a process may run several Neurons).
     Layer.provide(NeuronMetrics.layer)
   )
 }))
+
+/**
+ * `NEURON_MDNS=true`: advertises the Neuron on the port it listens on (the server's, so port 0 works too) for the
+ * length of its scope, on a multicast socket of its own.
+ */
+const mdnsLayer = (identity: NeuronIdentity, publicUrl: string) =>
+  Layer.scopedDiscard(Effect.gen(function*() {
+    const server = yield* HttpServer.HttpServer
+    const port = server.address._tag === "TcpAddress" ? server.address.port : 0
+    yield* Mdns.advertise({
+      name: `${identity.organization_name} (${identity.organization_npi})`,
+      port,
+      txt: { npi: identity.organization_npi, ver: PROTOCOL_VERSION, ep: handshakeEndpoint(publicUrl) }
+    })
+  })).pipe(Layer.provide(Mdns.MdnsTransport.layer()))
 
 /**
  * The usual SQLite client for the Neuron: `<data dir>/neuron.db` (WAL, synchronous=FULL), migrated. A data folder

@@ -27,18 +27,30 @@ const runDemo = Effect.async<{ readonly code: number | null; readonly output: st
 
 describe("pnpm demo", () => {
   it.live(
-    "prints each step: registry, Neuron, registration, provider, a new relationship, then the existing one",
+    "prints each step: registry, Neuron, registration, provider, a new relationship, the existing one, a revocation after the handshake, then a new relationship",
     () =>
       Effect.gen(function*() {
         const { code, output } = yield* runDemo
         assert.strictEqual(code, 0, output)
-        const steps = output.split("\n").filter((line) => /^\d\. /.test(line))
-        assert.strictEqual(steps.length, 8, output)
+        const steps = output.split("\n").filter((line) => /^\d+\. /.test(line))
+        assert.strictEqual(steps.length, 10, output)
         const results = output.split("\n").filter((line) => line.startsWith("   result: ")).map((line) =>
           JSON.parse(line.slice("   result: ".length))
         )
-        assert.deepStrictEqual(results.map((r) => r.status), ["new", "existing"])
+        assert.deepStrictEqual(results.map((r) => r.status), ["new", "existing", "new"])
         assert.strictEqual(results[0].relationship_id, results[1].relationship_id)
+        assert.notStrictEqual(results[2].relationship_id, results[0].relationship_id)
+        // The revocation after the handshake, and the relationship's status that follows it.
+        const revoked = JSON.parse(output.split("\n").find((line) => line.startsWith("   revoked: "))!.slice(12))
+        assert.deepStrictEqual([revoked.relationship_id, revoked.status], [results[0].relationship_id, "revoked"])
+        const now = JSON.parse(
+          output.split("\n").find((line) => line.startsWith("   the relationship now: "))!.slice(25)
+        )
+        assert.deepStrictEqual([now.status, now.ended_at, now.end_reason], [
+          "revoked",
+          revoked.ended_at,
+          "revoked by the patient"
+        ])
         assert.strictEqual(results[0].provider_npi, "1558598797")
       }),
     90_000

@@ -11,6 +11,7 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import * as Context from "effect/Context"
 import * as Schema from "effect/Schema"
 import { ApiKeyInfo, ApiKeyScope } from "../access/ApiKeys.js"
+import { AgentCardDocument } from "../discovery/AgentCard.js"
 import { Npi } from "../domain/Npi.js"
 import * as ApiDocs from "../http/ApiDocs.js"
 import { wire } from "../http/ErrorBody.js"
@@ -23,6 +24,7 @@ import {
   Text,
   UnauthorizedWire
 } from "../protocol/AxonApi.js"
+import { ConsentRevoked, RelationshipId, RevokeConsentRequest } from "../protocol/ConsentRevocation.js"
 
 /** `GET /health`: what a monitor polls. No secrets. */
 export class NeuronHealthView extends Schema.Class<NeuronHealthView>("NeuronHealthView")({
@@ -96,16 +98,43 @@ export class NeuronStatusView extends Schema.Class<NeuronStatusView>("NeuronStat
   active_handshakes: Schema.Array(ActiveHandshake)
 }) {}
 
-/** One consent relationship. */
-export const RelationshipView = Schema.Struct({
+/** One consent relationship (PROTOCOL.md section 8): never the patient's key. */
+export class RelationshipView extends Schema.Class<RelationshipView>("RelationshipView")({
   relationship_id: Schema.String,
   patient_agent_id: Schema.String,
   provider_npi: Schema.String,
   consented_actions: Schema.Array(Schema.String),
-  status: Schema.String,
+  status: Schema.Literal("active", "revoked", "terminated"),
   created_at: Schema.String,
-  updated_at: Schema.String
+  updated_at: Schema.String,
+  /** When it was revoked or terminated; null while active. */
+  ended_at: Schema.NullOr(Schema.String),
+  /** The organization's reason, or "revoked by the patient"; null while active. */
+  end_reason: Schema.NullOr(Schema.String)
+}) {}
+
+/** `POST /v1/relationships/{id}/terminate` body. */
+export class TerminateRequest extends Schema.Class<TerminateRequest>("TerminateRequest")({
+  reason: Text(500, "the reason for ending the relationship")
+}) {}
+
+/** 409: the relationship has ended already (it is not active). */
+export class RelationshipAlreadyEnded extends Schema.TaggedError<RelationshipAlreadyEnded>()(
+  "RelationshipAlreadyEnded",
+  { message: Schema.String }
+) {}
+/** 403: a revocation whose signature, key or time does not hold; nothing changed. */
+export class ConsentRefused extends Schema.TaggedError<ConsentRefused>()("ConsentRefused", {
+  message: Schema.String
+}) {}
+export const RelationshipAlreadyEndedWire = wire(RelationshipAlreadyEnded, {
+  tag: "RelationshipAlreadyEnded",
+  code: "ALREADY_ENDED",
+  status: 409
 })
+export const ConsentRefusedWire = wire(ConsentRefused, { tag: "ConsentRefused", code: "CONSENT_FAILED", status: 403 })
+
+const RelationshipIdParam = HttpApiSchema.param("relationship_id", RelationshipId)
 
 /** `GET /v1/relationships`. */
 export class RelationshipList extends Schema.Class<RelationshipList>("RelationshipList")({
@@ -221,13 +250,53 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addError(StorageUnavailableWire)
       .annotate(OpenApi.Description, "Revoke an API key: it is refused (401) from the next request on.")
   )
+  .add(
+    HttpApiEndpoint.get("getRelationship")`/v1/relationships/${RelationshipIdParam}`
+      .addSuccess(RelationshipView)
+      .addError(NotFoundWire)
+  )
+  .add(
+    HttpApiEndpoint.post("terminateRelationship")`/v1/relationships/${RelationshipIdParam}/terminate`
+      .setPayload(TerminateRequest)
+      .addSuccess(RelationshipView)
+      .addError(NotFoundWire)
+      .addError(RelationshipAlreadyEndedWire)
+      .annotate(OpenApi.Description, "End an active relationship for the organization: permanent, audited.")
+  )
   .middleware(AdminAuth)
+{}
+
+/** The patient's routes: public, the signature is the credential. */
+export class ConsentGroup extends HttpApiGroup.make("consent")
+  .add(
+    HttpApiEndpoint.post("revoke", "/v1/consent/revoke")
+      .setPayload(RevokeConsentRequest)
+      .addSuccess(ConsentRevoked)
+      .addError(ConsentRefusedWire)
+      .addError(NotFoundWire)
+      .addError(RelationshipAlreadyEndedWire)
+      .annotate(
+        OpenApi.Description,
+        "Revoke a relationship with a signature by its patient key over careagent-consent-revoke:<id>:<revoked_at>."
+      )
+  )
+{}
+
+/** How other agents find out what this Neuron is (PROTOCOL.md section 9): public, never a secret. */
+export class DiscoveryGroup extends HttpApiGroup.make("discovery")
+  .add(
+    HttpApiEndpoint.get("agentCard", "/.well-known/agent.json")
+      .addSuccess(AgentCardDocument)
+      .annotate(OpenApi.Description, "The A2A Agent Card: the organization, its providers as skills, the handshake.")
+  )
 {}
 
 /** The whole local API. */
 export class NeuronApi extends HttpApi.make("neuron")
   .add(HealthGroup)
   .add(AdminGroup)
+  .add(ConsentGroup)
+  .add(DiscoveryGroup)
   .addError(InvalidRequestWire)
   .addError(ServerErrorWire)
   .annotate(OpenApi.Title, "Neuron local API")

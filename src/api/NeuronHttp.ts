@@ -14,21 +14,25 @@ import * as Redacted from "effect/Redacted"
 import * as Prometheus from "prom-client"
 import * as AdminAccess from "../access/AdminAccess.js"
 import { ApiKeys } from "../access/ApiKeys.js"
+import { AgentCard } from "../discovery/AgentCard.js"
 import { HANDSHAKE_PATH, HandshakeServer } from "../handshake/HandshakeServer.js"
-import { RelationshipStore } from "../handshake/RelationshipStore.js"
+import type { Relationship } from "../handshake/RelationshipStore.js"
 import { NeuronHealth } from "../health/NeuronHealth.js"
 import * as ApiDocsRoutes from "../http/ApiDocsRoutes.js"
 import * as ApiErrors from "../http/ApiErrors.js"
 import { NeuronMetrics, type NeuronMetricsService } from "../observability/NeuronMetrics.js"
 import { routeMatcher } from "../observability/RouteMatcher.js"
 import { NotFound } from "../protocol/AxonApi.js"
+import { ConsentRevoked } from "../protocol/ConsentRevocation.js"
 import { RegistrationService } from "../registration/RegistrationService.js"
+import { type RelationshipNotFound, Relationships } from "../relationships/Relationships.js"
 import { StorageUnavailable } from "../sql/StorageUnavailable.js"
 import type { Provider } from "../store/Lifecycle.js"
 import {
   AdminCaller,
   ApiKeyCreated,
   ApiKeyList,
+  ConsentRefused,
   NeuronApi,
   NeuronHealthView,
   NeuronStatusView,
@@ -37,7 +41,9 @@ import {
   ProviderRemovalPending,
   ProviderStatusList,
   ProviderStatusView,
+  RelationshipAlreadyEnded,
   RelationshipList,
+  RelationshipView,
   StorageUnavailableError
 } from "./NeuronApi.js"
 
@@ -62,6 +68,11 @@ const unavailable = <A, E, R>(effect: Effect.Effect<A, E | StorageUnavailable, R
     (e) => Effect.fail(new StorageUnavailableError({ message: e.message }))
   )
 
+/** A relationship as the API shows it: never the patient's key. */
+const relationshipView = ({ patient_public_key: _, ...row }: Relationship) => new RelationshipView(row)
+
+const toNotFound = (e: RelationshipNotFound) => new NotFound({ message: e.message })
+
 const HealthLive = HttpApiBuilder.group(NeuronApi, "health", (handlers) =>
   Effect.gen(function*() {
     const health = yield* NeuronHealth
@@ -79,7 +90,7 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
     const registration = yield* RegistrationService
     const health = yield* NeuronHealth
     const handshakes = yield* HandshakeServer
-    const relationships = yield* RelationshipStore
+    const relationships = yield* Relationships
     const keys = yield* ApiKeys
     return handlers
       .handle("status", () =>
@@ -128,11 +139,19 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
             ...(urlParams.provider_npi === undefined ? {} : { provider_npi: urlParams.provider_npi })
           }),
           (rows) =>
-            new RelationshipList({
-              relationships: rows.map(({ patient_public_key: _, ...row }) =>
-                row
-              )
-            })
+            new RelationshipList({ relationships: rows.map(relationshipView) })
+        ))
+      .handle("getRelationship", ({ path }) =>
+        relationships.get(path.relationship_id).pipe(Effect.map(relationshipView), Effect.mapError(toNotFound)))
+      .handle("terminateRelationship", ({ path, payload }) =>
+        relationships.terminate(path.relationship_id, payload.reason).pipe(
+          Effect.map(relationshipView),
+          Effect.catchTags({
+            RelationshipNotFound: (e) =>
+              Effect.fail(toNotFound(e)),
+            AlreadyEnded: (e) =>
+              Effect.fail(new RelationshipAlreadyEnded({ message: e.message }))
+          })
         ))
       .handle("createApiKey", ({ payload }) =>
         Effect.gen(function*() {
@@ -141,16 +160,44 @@ const AdminLive = HttpApiBuilder.group(NeuronApi, "admin", (handlers) =>
           return new ApiKeyCreated({ ...created, key: Redacted.value(created.key) })
         }).pipe(unavailable))
       .handle("listApiKeys", () =>
-        Effect.map(keys.list, (api_keys) => new ApiKeyList({ api_keys })))
+        Effect.map(keys.list, (api_keys) =>
+          new ApiKeyList({ api_keys })))
       .handle("revokeApiKey", ({ path }) =>
         Effect.gen(function*() {
           const { actor } = yield* AdminCaller
           yield* keys.revoke(path.id, actor).pipe(
-            Effect.catchTag("ApiKeyNotFound", (e) => Effect.fail(new NotFound({ message: e.message })))
+            Effect.catchTag("ApiKeyNotFound", (e) =>
+              Effect.fail(new NotFound({ message: e.message })))
           )
           return HttpServerResponse.empty({ status: 204 })
         }).pipe(unavailable))
   }))
+
+const DiscoveryLive = HttpApiBuilder.group(
+  NeuronApi,
+  "discovery",
+  (handlers) => Effect.map(AgentCard, (card) => handlers.handle("agentCard", () => card.get))
+)
+
+const ConsentLive = HttpApiBuilder.group(
+  NeuronApi,
+  "consent",
+  (handlers) =>
+    Effect.map(
+      Relationships,
+      (relationships) =>
+        handlers.handle("revoke", ({ payload }) =>
+          relationships.revoke(payload).pipe(
+            Effect.map((revoked) => new ConsentRevoked({ ...revoked, status: "revoked" })),
+            Effect.catchTags({
+              RelationshipNotFound: (e) => Effect.fail(toNotFound(e)),
+              AlreadyEnded: (e) => Effect.fail(new RelationshipAlreadyEnded({ message: e.message })),
+              // A malformed signature never reaches here (the body's schema refuses it with a 400).
+              ConsentError: (e) => Effect.fail(new ConsentRefused({ message: e.message }))
+            })
+          ))
+    )
+)
 
 /**
  * `GET /metrics`: the Neuron's event metrics (`NeuronMetrics`: heartbeats, backoff, handshakes, SQLite, API
@@ -246,7 +293,7 @@ export const layer = (options: AdminAccess.AdminAccessOptions) =>
     Layer.provide([metricsRoute, handshakeRoute, ApiErrors.layer(NeuronApi, "the Neuron")]),
     Layer.provide(
       HttpApiBuilder.api(NeuronApi).pipe(
-        Layer.provide([HealthLive, AdminLive]),
+        Layer.provide([HealthLive, AdminLive, ConsentLive, DiscoveryLive]),
         Layer.provide(AdminAccess.layer(options))
       )
     )

@@ -123,6 +123,19 @@ const ErrorBody = Schema.parseJson(
   Schema.Struct({ error: Schema.Struct({ code: Schema.String, message: Schema.String }) })
 )
 
+/** An HTTP answer other than the expected one, with the code and message of the Neuron's error body when it has one. */
+export const httpStatusError = (status: number, text: string): CareAgentError => {
+  const body = Schema.decodeUnknownEither(ErrorBody)(text)
+  return new CareAgentError({
+    reason: "HttpStatus",
+    status,
+    ...(Either.isRight(body) ? { code: body.right.error.code } : {}),
+    message: Either.isRight(body)
+      ? `the neuron answered ${status}: ${body.right.error.message}`
+      : `the neuron answered ${status}`
+  })
+}
+
 const protocolError = (message: string) => new CareAgentError({ reason: "Protocol", message })
 
 /**
@@ -159,17 +172,8 @@ export const handshake = Effect.fn("CareAgentClient.handshake")(function*(reques
             closeCode: event.code,
             message: `the neuron closed the connection (${event.code})`
           })
-        case "Status": {
-          const body = Schema.decodeUnknownEither(ErrorBody)(event.body)
-          return new CareAgentError({
-            reason: "HttpStatus",
-            status: event.status,
-            ...(Either.isRight(body) ? { code: body.right.error.code } : {}),
-            message: Either.isRight(body)
-              ? `the neuron answered ${event.status}: ${body.right.error.message}`
-              : `the neuron answered ${event.status}`
-          })
-        }
+        case "Status":
+          return httpStatusError(event.status, event.body)
         case "Error":
           return new CareAgentError({ reason: "Connect", message: event.error.message, cause: event.error })
         default:

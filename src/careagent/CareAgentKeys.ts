@@ -12,6 +12,7 @@ import { createPrivateKey, createPublicKey, type KeyObject, randomBytes, sign } 
 import { NONCE_PATTERN } from "../consent/Challenges.js"
 import { type ConsentClaims, encodePayload } from "../consent/ConsentToken.js"
 import type { Npi } from "../domain/Npi.js"
+import { revocationMessage } from "../protocol/ConsentRevocation.js"
 
 /** A patient's Ed25519 key pair. */
 export interface PatientKeyPair {
@@ -63,6 +64,13 @@ export const signNonce = (key: PatientKeyPair, nonceHex: string): string => {
   if (!NONCE_PATTERN.test(nonceHex)) throw new TypeError("a challenge nonce is 64 lowercase hex characters")
   return sign(null, Buffer.from(nonceHex, "hex"), key.privateKey).toString("base64url")
 }
+
+/**
+ * Signs a revocation of `relationship_id` at `revoked_at` (PROTOCOL.md section 8): the `signature` of
+ * `POST /v1/consent/revoke` and of `consent.revoke`.
+ */
+export const signRevocation = (key: PatientKeyPair, relationship_id: string, revoked_at: string): string =>
+  sign(null, Buffer.from(revocationMessage(relationship_id, revoked_at), "utf8"), key.privateKey).toString("base64url")
 
 /** What a patient consents to; `iat` and `exp` are filled in from the `Clock`. */
 export interface ConsentRequest {

@@ -55,6 +55,8 @@ export interface NeuronSettings {
   readonly allowedOrigins: Option.Option<ReadonlyArray<string>>
   /** Requests per minute per API key (a token bucket whose burst is the same number). */
   readonly apiRateLimit: number
+  /** Advertise the Neuron on the local network over mDNS / DNS-SD (PROTOCOL.md section 9). */
+  readonly mdns: boolean
   /** The Axon registry when embedded or run on its own; its data folder defaults to `<NEURON_DATA_DIR>/axon`. */
   readonly axon: { readonly host: string; readonly port: number; readonly dataDir: string }
   /** The config file that was read, if any. */
@@ -131,6 +133,13 @@ const list = <A>(each: Parse<A>): Parse<ReadonlyArray<A>> => (raw) => {
   return out.length > 0 ? Either.right(out) : Either.left(`expected a comma-separated list, got ${shown(raw)}`)
 }
 
+const boolean: Parse<boolean> = (raw) => {
+  const value = raw.toLowerCase()
+  if (["true", "1", "yes", "on"].includes(value)) return Either.right(true)
+  if (["false", "0", "no", "off"].includes(value)) return Either.right(false)
+  return Either.left(`expected true or false, got ${shown(raw)}`)
+}
+
 const npi: Parse<Npi> = (raw) =>
   isValidNpi(raw)
     ? Either.right(raw as Npi)
@@ -184,6 +193,7 @@ const fields = {
     variable("NEURON_API_RATE_LIMIT", "requests per minute per API key (the burst is the same)", positive),
     600
   ),
+  mdns: withDefault(variable("NEURON_MDNS", "advertise the Neuron on the local network over mDNS", boolean), false),
   axonHost: withDefault(variable("AXON_HOST", "where the Axon registry listens", text), "127.0.0.1"),
   axonPort: withDefault(variable("AXON_PORT", "where the Axon registry listens", port), 8600),
   axonDataDir: variable("AXON_DATA_DIR", "the Axon registry's data folder (default <NEURON_DATA_DIR>/axon)", text)
@@ -211,6 +221,7 @@ export const VARIABLES: ReadonlySet<string> = new Set([
   "NEURON_ADMIN_TOKEN",
   "NEURON_ALLOWED_ORIGINS",
   "NEURON_API_RATE_LIMIT",
+  "NEURON_MDNS",
   "AXON_HOST",
   "AXON_PORT",
   "AXON_DATA_DIR"
@@ -257,6 +268,7 @@ export const neuronConfig: Config.Config<NeuronSettings> = Config.all(fields).pi
       adminToken: f.adminToken,
       allowedOrigins: f.allowedOrigins,
       apiRateLimit: f.apiRateLimit,
+      mdns: f.mdns,
       axon: {
         host: f.axonHost,
         port: f.axonPort,

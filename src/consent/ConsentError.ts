@@ -30,7 +30,9 @@ export const ConsentErrorReason = Schema.Literal(
   /** The nonce is unknown, already used, or was issued to another connection. */
   "challenge_unknown",
   /** The key differs from the one an existing relationship was made with. */
-  "key_mismatch"
+  "key_mismatch",
+  /** A revocation's `revoked_at` is more than 5 minutes from the server's clock. */
+  "outside_window"
 )
 
 /** @see ConsentErrorReason */

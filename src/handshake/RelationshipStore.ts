@@ -3,6 +3,8 @@
  * `NeuronMigrations`). At most one active relationship per (patient, provider) is enforced by the database
  * (the unique partial index `relationships_active`), so two handshakes racing for the same pair leave one row:
  * the insert that loses the race gets the winner's row back instead (one upsert statement, see `upsert`).
+ * A relationship ends once (`end`: revoked by the patient or terminated by the organization), in one transaction
+ * with its lifecycle event and its audit entry; the end is permanent (PROTOCOL.md section 8).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqlSchema from "@effect/sql/SqlSchema"
@@ -13,6 +15,13 @@ import * as Schema from "effect/Schema"
 import { randomUUID } from "node:crypto"
 import { NeuronMetrics, timeTransaction } from "../observability/NeuronMetrics.js"
 import { withPreparedTransaction } from "../sql/Sqlite.js"
+import { AuditLog } from "../store/AuditLog.js"
+import {
+  RelationshipEvent,
+  RelationshipRevoked,
+  relationshipStream,
+  RelationshipTerminated
+} from "../store/RelationshipEvent.js"
 
 /** A stored relationship, decoded (`consented_actions` is stored as a JSON array). */
 export const Relationship = Schema.Struct({
@@ -22,9 +31,13 @@ export const Relationship = Schema.Struct({
   /** The patient's Ed25519 public key, canonical base64url. */
   patient_public_key: Schema.String,
   consented_actions: Schema.parseJson(Schema.Array(Schema.String)),
-  status: Schema.Literal("active", "revoked"),
+  status: Schema.Literal("active", "revoked", "terminated"),
   created_at: Schema.String,
-  updated_at: Schema.String
+  updated_at: Schema.String,
+  /** When it was revoked or terminated; null while active. */
+  ended_at: Schema.NullOr(Schema.String),
+  /** Why it ended (the organization's reason, or that the patient revoked it); null while active. */
+  end_reason: Schema.NullOr(Schema.String)
 })
 /** @see Relationship */
 export type Relationship = typeof Relationship.Type
@@ -49,6 +62,37 @@ export class RelationshipKeyMismatch extends Schema.TaggedError<RelationshipKeyM
   message: Schema.String
 }) {}
 
+/** No relationship has this id. */
+export class RelationshipNotFound extends Schema.TaggedError<RelationshipNotFound>()("RelationshipNotFound", {
+  relationship_id: Schema.String,
+  message: Schema.String
+}) {}
+
+/** How a relationship ends: who ends it, and what the audit entry and the event record. */
+export type EndRequest =
+  | {
+    readonly status: "revoked"
+    /** The time the patient signed. */
+    readonly revoked_at: string
+    /** The audit entry's extra details (the key's fingerprint). */
+    readonly details?: Record<string, unknown>
+  }
+  | {
+    readonly status: "terminated"
+    readonly reason: string
+    /** Who terminated it, for the audit entry (`operator` by default). */
+    readonly actor?: string
+  }
+
+/** The outcome of `end`: `ended` by this call, or found already ended (by this kind of end or the other). */
+export interface EndOutcome {
+  readonly outcome: "ended" | "already_ended"
+  readonly relationship: Relationship
+}
+
+/** The `end_reason` of a revocation: the patient gives no reason, the fact is the reason. */
+export const REVOKED_BY_PATIENT = "revoked by the patient"
+
 /** The stored `consented_actions` text as a list of strings; undefined when it is not one. */
 const parseActions = (text: string): ReadonlyArray<string> | undefined => {
   try {
@@ -66,6 +110,7 @@ export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const transaction = withPreparedTransaction(sql)
   const metrics = yield* Effect.serviceOption(NeuronMetrics)
+  const audit = yield* AuditLog
 
   const findActive = SqlSchema.findOne({
     Request: PairRequest,
@@ -185,19 +230,87 @@ export const make = Effect.gen(function*() {
   const active = (patient_agent_id: string, provider_npi: string) =>
     findActive({ patient_agent_id, provider_npi }).pipe(Effect.orDie, Effect.withSpan("RelationshipStore.active"))
 
-  /** Marks a relationship revoked; true when it was active. */
-  const revoke = (relationship_id: string) =>
+  const findById = SqlSchema.findOne({
+    Request: Schema.String,
+    Result: Relationship,
+    execute: (id) => sql`SELECT * FROM relationships WHERE relationship_id = ${id}`
+  })
+  const decodeRow = Schema.decodeUnknown(Relationship)
+  const encodeEvent = Schema.encode(Schema.parseJson(RelationshipEvent))
+
+  /** One relationship by id. */
+  const get = (relationship_id: string) =>
+    findById(relationship_id).pipe(Effect.orDie, Effect.withSpan("RelationshipStore.get"))
+
+  /**
+   * Ends an active relationship: the row, its lifecycle event (stream `relationship:<id>`, version 1) and its
+   * audit entry in one transaction. A relationship already ended is returned as it is (`already_ended`), with
+   * nothing written: the caller decides whether that is a repeat (a second revocation) or a conflict.
+   * The conditional UPDATE decides races: of two ends, or of an end and a handshake's upsert, the one that
+   * commits first wins and the other sees its result.
+   */
+  const end = (relationship_id: string, request: EndRequest): Effect.Effect<EndOutcome, RelationshipNotFound> =>
     Effect.gen(function*() {
       const now = DateTime.formatIso(yield* DateTime.now)
-      const rows = yield* sql`UPDATE relationships SET status = 'revoked', updated_at = ${now}
-        WHERE relationship_id = ${relationship_id} AND status = 'active' RETURNING relationship_id`
-      return rows.length > 0
-    }).pipe(Effect.orDie, Effect.withSpan("RelationshipStore.revoke"))
+      const reason = request.status === "revoked" ? REVOKED_BY_PATIENT : request.reason
+      const [updated] = yield* sql`UPDATE relationships
+          SET status = ${request.status}, ended_at = ${now}, end_reason = ${reason}, updated_at = ${now}
+          WHERE relationship_id = ${relationship_id} AND status = 'active' RETURNING *`
+      if (updated === undefined) {
+        const current = yield* findById(relationship_id)
+        if (Option.isNone(current)) {
+          return yield* new RelationshipNotFound({ relationship_id, message: `no relationship ${relationship_id}` })
+        }
+        return { outcome: "already_ended", relationship: current.value } satisfies EndOutcome
+      }
+      const relationship = yield* decodeRow(updated)
+      const ids = {
+        relationship_id,
+        patient_agent_id: relationship.patient_agent_id,
+        provider_npi: relationship.provider_npi
+      }
+      const event = request.status === "revoked"
+        ? new RelationshipRevoked({ ...ids, revoked_at: request.revoked_at })
+        : new RelationshipTerminated({ ...ids, reason: request.reason })
+      yield* sql`INSERT INTO lifecycle_events (stream, version, type, payload, at)
+        VALUES (${relationshipStream(relationship_id)}, 1, ${event._tag}, ${yield* encodeEvent(event)}, ${now})`
+      yield* audit.append({
+        at: now,
+        actor: request.status === "revoked"
+          ? `patient:${relationship.patient_agent_id}`
+          : request.actor ?? "operator",
+        action: `relationship.${request.status}`,
+        subject: relationship_id,
+        details: {
+          provider_npi: relationship.provider_npi,
+          patient_agent_id: relationship.patient_agent_id,
+          from: "active",
+          to: request.status,
+          ...(request.status === "revoked"
+            ? { revoked_at: request.revoked_at, ...request.details }
+            : { reason: request.reason })
+        }
+      })
+      yield* Effect.logInfo("relationship ended").pipe(
+        Effect.annotateLogs({
+          service: "RelationshipStore",
+          relationship_id,
+          status: request.status,
+          provider_npi: relationship.provider_npi
+        })
+      )
+      return { outcome: "ended", relationship } satisfies EndOutcome
+    }).pipe(
+      sql.withTransaction,
+      Effect.catchTags({ SqlError: Effect.die, ParseError: Effect.die }),
+      Effect.withSpan("RelationshipStore.end", { attributes: { relationship_id, status: request.status } })
+    )
 
-  return { establish, list, active, revoke } as const
+  return { establish, list, active, get, end } as const
 })
 
-/** Consent relationships on the host's SqlClient (migrated with `NeuronMigrations`). */
+/** Consent relationships on the host's SqlClient (migrated with `NeuronMigrations`), with their AuditLog. */
 export class RelationshipStore extends Effect.Service<RelationshipStore>()("neuron/RelationshipStore", {
-  effect: make
+  effect: make,
+  dependencies: [AuditLog.Default]
 }) {}

@@ -35,7 +35,9 @@ const API_ERRORS = new Set([
   "AlreadyRegistered",
   "RateLimited",
   "StorageUnavailableError",
-  "ServerError"
+  "ServerError",
+  "RelationshipAlreadyEnded",
+  "ConsentRefused"
 ])
 
 const tagOf = (u: unknown): string | undefined =>

@@ -115,6 +115,11 @@ export const make = Effect.gen(function*() {
     })
 
   const metrics = yield* Effect.serviceOption(NeuronMetrics)
+  // Counts the committed changes of providers in this process: readers that derive something from the providers
+  // (the agent card) rebuild it when the count moves, instead of reading the table on every request.
+  let providerChanges = 0
+  const bumpProviders = Effect.sync(() => void providerChanges++)
+
   const write = (expected: number | undefined, event: LifecycleEvent, note: AuditNote, token?: Redacted.Redacted) =>
     Effect.gen(function*() {
       const at = yield* now
@@ -177,6 +182,8 @@ export const make = Effect.gen(function*() {
       inWriteTransaction,
       writing,
       timeTransaction(metrics, "lifecycle"),
+      // After the commit: a reader that sees the new count reads the new rows.
+      Effect.tap((t) => t.written && t.provider !== null ? bumpProviders : Effect.void),
       Effect.catchTags({ SqlError: (e) => Effect.die(e), ParseError: (e) => Effect.die(e) }),
       Effect.annotateLogs({ service: "RegistrationStore" })
     )
@@ -189,6 +196,7 @@ export const make = Effect.gen(function*() {
         Effect.map(withoutSeq),
         inWriteTransaction,
         writing,
+        Effect.tap(() => bumpProviders),
         Effect.orDie,
         Effect.annotateLogs({ service: "RegistrationStore" })
       )
@@ -290,6 +298,8 @@ export const make = Effect.gen(function*() {
     /** Providers by NPI; removed ones only when asked. */
     listProviders: (options?: { readonly includeRemoved?: boolean }): Effect.Effect<ReadonlyArray<Provider>> =>
       tables.listProviders(options?.includeRemoved ?? false).pipe(Effect.orDie),
+    /** How many provider changes this store has committed since it started: a cheap "did they change?". */
+    providerChanges: Effect.sync(() => providerChanges),
     /** One provider, removed ones included. */
     getProvider,
     /** The event log in order; `limit` keeps the newest. */

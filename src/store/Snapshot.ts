@@ -12,6 +12,7 @@ import * as Schema from "effect/Schema"
 import { LifecycleEvent } from "./LifecycleEvent.js"
 import type { RegistrationState } from "./LifecycleState.js"
 import { Provider, RegistrationSnapshot } from "./LifecycleState.js"
+import { RELATIONSHIP_STREAM_PREFIX } from "./RelationshipEvent.js"
 
 /** The registration as the store knows it: the events' snapshot, the bearer token and the last heartbeat. */
 export const Registration = Schema.Struct({
@@ -62,6 +63,9 @@ export type Tables = Effect.Effect.Success<typeof makeTables>
 /** @see Tables */
 export const makeTables = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  // The snapshot is a projection of the registration's and the providers' streams only: a relationship's end
+  // (RelationshipEvent) shares the log and its sequence but is no part of the snapshot.
+  const registrationStreams = sql`stream NOT LIKE ${RELATIONSHIP_STREAM_PREFIX + "%"}`
 
   const readRegistration = SqlSchema.findOne({
     Request: Schema.Void,
@@ -98,12 +102,13 @@ export const makeTables = Effect.gen(function*() {
     Request: Schema.Int,
     Result: StoredEvent,
     execute: (limit) =>
-      sql`SELECT * FROM (SELECT * FROM lifecycle_events ORDER BY seq DESC LIMIT ${limit}) ORDER BY seq`
+      sql`SELECT * FROM (SELECT * FROM lifecycle_events WHERE ${registrationStreams} ORDER BY seq DESC LIMIT ${limit})
+          ORDER BY seq`
   })
 
   /** Every event in order, decoded one by one so that an unreadable row is named by its seq. */
   const readLog = Effect.gen(function*() {
-    const rows = yield* sql`SELECT * FROM lifecycle_events ORDER BY seq`
+    const rows = yield* sql`SELECT * FROM lifecycle_events WHERE ${registrationStreams} ORDER BY seq`
     const decode = Schema.decodeUnknownEither(StoredEvent)
     return yield* Effect.forEach(rows, (row) =>
       Either.match(decode(row), {
@@ -124,7 +129,7 @@ export const makeTables = Effect.gen(function*() {
     const [log] = yield* sql<{ last_seq: number; version: number }>`
       SELECT coalesce(max(seq), 0) AS last_seq,
              coalesce(max(CASE WHEN stream = 'registration' THEN version END), 0) AS version
-      FROM lifecycle_events`
+      FROM lifecycle_events WHERE ${registrationStreams}`
     if (log.last_seq !== row.right.last_seq || log.version !== row.right.version) {
       return Option.some(
         `the snapshot (version ${row.right.version}, event ${row.right.last_seq}) disagrees with the event log ` +
@@ -138,7 +143,8 @@ export const makeTables = Effect.gen(function*() {
       return Option.some(`a provider row is undecodable (${failedPaths(providers.left)})`)
     }
     const streams = yield* sql<{ stream: string; version: number }>`
-      SELECT stream, max(version) AS version FROM lifecycle_events WHERE stream <> 'registration' GROUP BY stream`
+      SELECT stream, max(version) AS version FROM lifecycle_events
+      WHERE stream <> 'registration' AND ${registrationStreams} GROUP BY stream`
     const expected = new Map(streams.map((s) => [s.stream, s.version]))
     const agrees = providers.right.length === expected.size &&
       providers.right.every((p) => expected.get(`provider:${p.npi}`) === p.version)

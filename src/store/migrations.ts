@@ -102,5 +102,39 @@ export const NeuronMigrations: Record<string, Effect.Effect<void, unknown, SqlCl
       last_used_at TEXT,
       revoked_at TEXT
     )`
+  }),
+  // Relationships that end (PROTOCOL.md section 8): `terminated` joins the states, and the end is recorded
+  // (`ended_at`, `end_reason`). SQLite cannot change a CHECK in place: the table is rebuilt (create, copy, drop,
+  // rename; the Migrator runs this in one transaction). Rows revoked before this migration ended when they were
+  // last updated. Two rules are the database's, not only the code's: ended and active agree with `ended_at`, and
+  // an end is permanent (a trigger refuses any change of an ended row's status).
+  "0003_relationship_ends": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE relationships_new (
+      relationship_id TEXT PRIMARY KEY,
+      patient_agent_id TEXT NOT NULL,
+      provider_npi TEXT NOT NULL,
+      patient_public_key TEXT NOT NULL,
+      consented_actions TEXT NOT NULL,
+      status TEXT NOT NULL CHECK (status IN ('active','revoked','terminated')),
+      created_at TEXT NOT NULL,
+      updated_at TEXT NOT NULL,
+      ended_at TEXT,
+      end_reason TEXT,
+      CHECK ((status = 'active') = (ended_at IS NULL))
+    )`
+    yield* sql`INSERT INTO relationships_new
+      (relationship_id, patient_agent_id, provider_npi, patient_public_key, consented_actions, status,
+       created_at, updated_at, ended_at, end_reason)
+      SELECT relationship_id, patient_agent_id, provider_npi, patient_public_key, consented_actions, status,
+        created_at, updated_at, CASE WHEN status = 'active' THEN NULL ELSE updated_at END, NULL
+      FROM relationships`
+    yield* sql`DROP TABLE relationships`
+    yield* sql`ALTER TABLE relationships_new RENAME TO relationships`
+    yield* sql`CREATE UNIQUE INDEX relationships_active ON relationships (patient_agent_id, provider_npi) WHERE status = 'active'`
+    yield* sql`CREATE INDEX relationships_provider ON relationships (provider_npi, created_at)`
+    yield* sql`CREATE TRIGGER relationships_end_is_permanent BEFORE UPDATE OF status, ended_at, end_reason ON relationships
+      WHEN OLD.status <> 'active'
+      BEGIN SELECT RAISE(ABORT, 'an ended relationship cannot change'); END`
   })
 }

@@ -102,6 +102,7 @@ describe("NeuronConfig: every variable parsed", () => {
         NEURON_ADMIN_TOKEN: "admin-SECRET-2",
         NEURON_ALLOWED_ORIGINS: "https://app.example.org, http://localhost:3000/",
         NEURON_API_RATE_LIMIT: "120",
+        NEURON_MDNS: "true",
         AXON_HOST: "0.0.0.0",
         AXON_PORT: "8601",
         AXON_DATA_DIR: "/srv/axon"
@@ -129,6 +130,9 @@ describe("NeuronConfig: every variable parsed", () => {
       assert.strictEqual(c.apiRateLimit, 120)
       assert.deepStrictEqual(Option.getOrThrow(c.allowedOrigins), ["https://app.example.org", "http://localhost:3000"])
       assert.deepStrictEqual(c.axon, { host: "0.0.0.0", port: 8601, dataDir: "/srv/axon" })
+      assert.strictEqual(c.mdns, true)
+      // NEURON_MDNS is off unless asked for.
+      assert.strictEqual(defaults().mdns, false)
     }))
 
   it.effect("the Config also reads through any ConfigProvider (ConfigProvider.fromMap)", () =>
@@ -186,6 +190,7 @@ describe("NeuronConfig: a bad value is one line naming the variable", () => {
           { NEURON_ORGANIZATION_NPI: "1234567898", NEURON_ORGANIZATION_NAME: "X" },
           `NEURON_ORGANIZATION_NPI: expected a valid NPI (10 digits, first 1 or 2, CMS Luhn check digit), got "1234567898"`
         ],
+        [{ NEURON_MDNS: "maybe" }, `NEURON_MDNS: expected true or false, got "maybe"`],
         [
           { NEURON_BACKOFF_BASE_MS: "10000", NEURON_BACKOFF_CEILING_MS: "5000" },
           `NEURON_BACKOFF_CEILING_MS: must be at least NEURON_BACKOFF_BASE_MS (10000), got 5000`

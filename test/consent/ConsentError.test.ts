@@ -15,7 +15,9 @@ describe("ConsentError.toWire", () => {
     invalid_provider_npi: { code: "CONSENT_FAILED", closeCode: 4003 },
     challenge_failed: { code: "CONSENT_FAILED", closeCode: 4003 },
     challenge_unknown: { code: "CONSENT_FAILED", closeCode: 4003 },
-    key_mismatch: { code: "CONSENT_FAILED", closeCode: 4003 }
+    key_mismatch: { code: "CONSENT_FAILED", closeCode: 4003 },
+    // Section 8: a revocation outside its 5-minute window.
+    outside_window: { code: "CONSENT_FAILED", closeCode: 4003 }
   }
 
   it("maps every reason to its wire code and close code, keeping the message", () => {

@@ -34,7 +34,9 @@ describe("handshake completion", () => {
         consented_actions: ["read:summary", "message:send"],
         status: "active",
         created_at: "2026-11-22T10:30:00.000Z",
-        updated_at: "2026-11-22T10:30:00.000Z"
+        updated_at: "2026-11-22T10:30:00.000Z",
+        ended_at: null,
+        end_reason: null
       }])
       assert.match(result.relationship_id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
       const entries = yield* neuron.audit.list()
@@ -113,7 +115,11 @@ describe("handshake completion", () => {
       const neuron = yield* setup()
       const key = yield* makePatientKey
       const first = yield* handshakeWith(neuron, key)
-      assert.isTrue(yield* neuron.relationships.revoke(first.relationship_id))
+      const ended = yield* neuron.relationships.end(first.relationship_id, {
+        status: "revoked",
+        revoked_at: "2026-11-22T10:30:00.000Z"
+      })
+      assert.strictEqual(ended.outcome, "ended")
       const second = yield* handshakeWith(neuron, key)
       assert.strictEqual(second.status, "new")
       assert.notStrictEqual(second.relationship_id, first.relationship_id)

@@ -50,7 +50,10 @@ describe("RelationshipStore", () => {
       assert.strictEqual(rows[0]!.n, 1)
       // The unique partial index itself, not only the code, forbids a duplicate active row.
       const duplicate = yield* Effect.flip(
-        sql`INSERT INTO relationships VALUES ('x', 'p1', '1558598797', ${"A".repeat(43)}, '[]', 'active', 't', 't')`
+        sql`INSERT INTO relationships
+          (relationship_id, patient_agent_id, provider_npi, patient_public_key, consented_actions, status,
+           created_at, updated_at)
+          VALUES ('x', 'p1', '1558598797', ${"A".repeat(43)}, '[]', 'active', 't', 't')`
       )
       assert.include(String(duplicate.cause), "UNIQUE")
     })))

@@ -33,7 +33,7 @@ const ADMIN = "admin-9d2f7c4e1a8b6053"
 
 describe("Neuron secrets", () => {
   it.scopedLive(
-    "no bearer token (nor the enrollment token, admin token or API key) in any log line at level All, audit entry, event row, health file, database file, or response (/health, /v1/status, /v1/providers, /v1/api-keys, /metrics, error bodies)",
+    "no bearer token (nor the enrollment token, admin token or API key) in any log line at level All, audit entry, event row, health file, database file, or response (/health, /v1/status, /v1/providers, /v1/api-keys, /metrics, the agent card /.well-known/agent.json, relationship and revocation routes, error bodies)",
     () => {
       const logs = captureLogs()
       return Effect.gen(function*() {
@@ -102,7 +102,22 @@ describe("Neuron secrets", () => {
           yield* call(neuron.url, "POST", "/v1/providers", { ...admin, body: { provider_npi: "1234567898" } }),
           yield* call(neuron.url, "POST", "/v1/providers", { ...admin, raw: "{not json" }),
           yield* call(neuron.url, "DELETE", `/v1/providers/${npiOf(89)}`, admin),
-          yield* call(neuron.url, "GET", "/nowhere")
+          yield* call(neuron.url, "GET", "/nowhere"),
+          // Section 8 and 9: the agent card (public), a relationship and the revocation's refusals.
+          yield* call(neuron.url, "GET", "/.well-known/agent.json"),
+          yield* call(neuron.url, "GET", "/v1/relationships/no-such-relationship", admin),
+          yield* call(neuron.url, "POST", "/v1/relationships/no-such-relationship/terminate", {
+            ...admin,
+            body: { reason: "closing" }
+          }),
+          yield* call(neuron.url, "POST", "/v1/consent/revoke", {
+            body: {
+              relationship_id: "no-such-relationship",
+              revoked_at: new Date().toISOString(),
+              signature: "A".repeat(86)
+            }
+          }),
+          yield* call(neuron.url, "POST", "/v1/consent/revoke", { body: { relationship_id: "x" } })
         ]
         assert.deepStrictEqual(answers.map((a) => a.status), [
           200,
@@ -118,7 +133,12 @@ describe("Neuron secrets", () => {
           400,
           400,
           404,
-          404
+          404,
+          200,
+          404,
+          404,
+          404,
+          400
         ])
         const text = Fs.readFileSync(Path.join(neuron.dataDir, HEALTH_FILE), "utf8")
         // The database as bytes, its write-ahead log included: the key's hash is there, the key is not.

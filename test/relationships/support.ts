@@ -1,0 +1,59 @@
+/**
+ * A real Neuron (real registry, real HTTP, real SQLite) with one provider, and a patient who shakes hands with it
+ * through the real `ws` client: what the tests of PROTOCOL.md section 8 start from.
+ */
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as CareAgentClient from "../../src/careagent/CareAgentClient.js"
+import { makePatientKey, type PatientKeyPair, signRevocation } from "../../src/careagent/CareAgentKeys.js"
+import { call, npiOf, startNeuron } from "../support/neuron.js"
+import { startRegistry } from "../support/registry.js"
+
+/** The provider every test's patient consents to. */
+export const PROVIDER = npiOf(131)
+
+/** A running Neuron with its provider added; `adminToken` guards its admin routes when given. */
+export const startClinic = (options?: { readonly adminToken?: string }) =>
+  Effect.gen(function*() {
+    const registry = yield* startRegistry()
+    const neuron = yield* startNeuron({
+      registryUrls: [registry.url],
+      ...(options?.adminToken === undefined
+        ? {}
+        : { overrides: { adminToken: Option.some(Redacted.make(options.adminToken)) } })
+    })
+    const auth = options?.adminToken === undefined ? {} : { token: options.adminToken }
+    const added = yield* call(neuron.url, "POST", "/v1/providers", {
+      ...auth,
+      body: { provider_npi: PROVIDER, provider_name: "Dr. Ada Lovelace", provider_types: ["physician"] }
+    })
+    if (added.status !== 201 && added.status !== 202) {
+      return yield* Effect.dieMessage(`provider not added: ${added.text}`)
+    }
+    return neuron
+  })
+
+/** A patient: a key and an agent id. */
+export const makePatient = (patient_agent_id = "patient-ada") =>
+  Effect.map(makePatientKey, (key) => ({ key, patient_agent_id }))
+
+/** A handshake of `patient` with the clinic's provider over the real `ws` client. */
+export const shakeHands = (
+  neuronUrl: string,
+  patient: { readonly key: PatientKeyPair; readonly patient_agent_id: string }
+) =>
+  CareAgentClient.handshake({
+    url: CareAgentClient.handshakeUrl(neuronUrl),
+    key: patient.key,
+    patient_agent_id: patient.patient_agent_id,
+    provider_npi: PROVIDER,
+    consented_actions: ["read:summary", "message:send"],
+    patient_endpoint: "https://patient.example.org/agent"
+  })
+
+/** A revocation body signed by `key`, dated `at` (now by default). */
+export const revocationBody = (key: PatientKeyPair, relationship_id: string, at = new Date()) => {
+  const revoked_at = at.toISOString()
+  return { relationship_id, revoked_at, signature: signRevocation(key, relationship_id, revoked_at) }
+}
