@@ -34,7 +34,8 @@ const API_ERRORS = new Set([
   "NotFound",
   "AlreadyRegistered",
   "RateLimited",
-  "ServerError"
+  "ServerError",
+  "Unavailable"
 ])
 
 const tagOf = (u: unknown): string | undefined =>

@@ -80,11 +80,21 @@ export const expireByTtl = (
   registrationId: string
 ) =>
   Effect.gen(function*() {
-    const entry = registry.store.index.get(registrationId)
-    if (entry === undefined) return yield* Effect.dieMessage(`no registration ${registrationId} in the registry`)
-    for (let round = 0; round < 100 && entry.status !== "deregistered"; round++) {
-      entry.lastHeartbeatMs = Date.now() - 10_000
-      yield* registry.store.sweep()
+    const { sql, store } = registry
+    const statusOf = Effect.map(store.get(registrationId), (entry) => entry?.status)
+    if ((yield* statusOf) === undefined) {
+      return yield* Effect.dieMessage(`no registration ${registrationId} in the registry`)
     }
-    if (entry.status !== "deregistered") return yield* Effect.dieMessage("the registry did not deregister the neuron")
+    for (let round = 0; round < 100 && (yield* statusOf) !== "deregistered"; round++) {
+      const silentSince = Date.now() - 10_000
+      const entry = store.index?.get(registrationId)
+      if (entry !== undefined) entry.lastHeartbeatMs = silentSince
+      else {
+        yield* sql`UPDATE neurons SET last_heartbeat_at = ${silentSince} WHERE registration_id = ${registrationId}`
+      }
+      yield* store.sweep(1_000)
+    }
+    if ((yield* statusOf) !== "deregistered") {
+      return yield* Effect.dieMessage("the registry did not deregister the neuron")
+    }
   })
