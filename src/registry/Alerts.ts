@@ -13,8 +13,8 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { Alert } from "../protocol/AxonApi.js"
-import type { NeuronEntry, Transition } from "./NeuronIndex.js"
 import { Availability } from "./Availability.js"
+import type { NeuronEntry, Transition } from "./NeuronIndex.js"
 import { RegistrySettings } from "./RegistrySettings.js"
 
 const FILE = /^alerts-(\d{8})\.jsonl$/

@@ -8,8 +8,8 @@
  * (`SELECT 1`) retries on a capped, fully jittered exponential backoff (100 ms up to 5 s) until the database
  * answers; then the registry serves again by itself.
  */
-import type { SqlError } from "@effect/sql/SqlError"
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -21,7 +21,9 @@ import { describeSqlError, isUnavailable } from "../sql/Postgres.js"
 /** The database's availability, as requests see it. */
 export interface AvailabilityShape {
   /** Runs a statement (or a few): a database out of reach becomes `Unavailable`, anything else a defect. */
-  readonly guard: <A, E, R>(effect: Effect.Effect<A, E | SqlError, R>) => Effect.Effect<A, Exclude<E, SqlError> | Unavailable, R>
+  readonly guard: <A, E, R>(
+    effect: Effect.Effect<A, E | SqlError, R>
+  ) => Effect.Effect<A, Exclude<E, SqlError> | Unavailable, R>
   /** Fails with `Unavailable` while the database is known to be down. */
   readonly check: Effect.Effect<void, Unavailable>
 }
@@ -69,7 +71,8 @@ export class Availability extends Context.Tag("neuron/registry/Availability")<Av
           Effect.catchIf(
             effect,
             isSqlError,
-            (error) => isUnavailable(error) ? Effect.zipRight(markDown(error), Effect.fail(unavailable)) : Effect.die(error)
+            (error) =>
+              isUnavailable(error) ? Effect.zipRight(markDown(error), Effect.fail(unavailable)) : Effect.die(error)
           )
         ) as Effect.Effect<A, Exclude<E, SqlError> | Unavailable, R>
 

@@ -78,7 +78,10 @@ export const layerServices = (options: AxonRegistryOptions) => {
   const onPostgres = Option.isSome(databaseUrl)
   const database = Option.match(databaseUrl, {
     onNone: () =>
-      Layer.merge(Sqlite.layer({ filename: Path.join(options.dataDir, "axon.db"), migrations }), Availability.layerSqlite),
+      Layer.merge(
+        Sqlite.layer({ filename: Path.join(options.dataDir, "axon.db"), migrations }),
+        Availability.layerSqlite
+      ),
     onSome: (url) =>
       Availability.layerPg.pipe(
         Layer.provideMerge(Postgres.layer({ url, migrations })),

@@ -30,19 +30,24 @@ export class HeartbeatMonitor extends Effect.Service<HeartbeatMonitor>()("neuron
       Effect.orElseSucceed(() => IDLE_SWEEP_MS)
     )
 
-    const sweepOnce = (period: number) => store.sweep(period).pipe(
-      Effect.tap(({ nowMs, swept, transitions }) =>
-        swept
-          ? Effect.zipRight(
-            SubscriptionRef.set(lastSweep, Option.some(nowMs)),
-            transitions > 0 ? Effect.logInfo("sweep").pipe(Effect.annotateLogs({ transitions })) : Effect.void
+    const sweepOnce = (period: number) =>
+      store.sweep(period).pipe(
+        Effect.tap(({ nowMs, swept, transitions }) =>
+          swept
+            ? Effect.zipRight(
+              SubscriptionRef.set(lastSweep, Option.some(nowMs)),
+              transitions > 0 ? Effect.logInfo("sweep").pipe(Effect.annotateLogs({ transitions })) : Effect.void
+            )
+            : Effect.void
+        ),
+        Effect.map(({ nowMs }) => nowMs),
+        Effect.catchAllCause((cause) =>
+          Effect.logError("sweep failed; the next one retries").pipe(
+            Effect.annotateLogs("reason", describeCause(cause)),
+            Effect.zipRight(Clock.currentTimeMillis)
           )
-          : Effect.void
-      ),
-      Effect.catchAllCause((cause) =>
-        Effect.logError("sweep failed; the next one retries").pipe(Effect.annotateLogs("reason", describeCause(cause)))
+        )
       )
-    )
 
     // Sweeps fall on multiples of the period (every :00 and :30 with the default interval): a late or slow
     // round never shifts the ones after it, and a missed round is not made up twice.
@@ -60,8 +65,9 @@ export class HeartbeatMonitor extends Effect.Service<HeartbeatMonitor>()("neuron
           )
           if (woken) continue
         }
-        yield* sweepOnce(period)
-        last = yield* Clock.currentTimeMillis
+        // The next round is planned from the time this one judged by: a sweep that waited on the database past
+        // the next boundary is followed by one more at once, never by a skipped boundary.
+        last = yield* sweepOnce(period)
       }
     })
 

@@ -33,9 +33,9 @@ import { Availability } from "./Availability.js"
 import * as HeartbeatFastPath from "./HeartbeatFastPath.js"
 import type { NeuronEntry } from "./NeuronIndex.js"
 import * as NeuronRows from "./NeuronRows.js"
+import { RegistrySettings } from "./RegistrySettings.js"
 import type { LiveQuery, Registration, RegistryStoreShape } from "./RegistryStore.js"
 import { DEFAULT_INTERVAL_S, RegistryStore } from "./RegistryStore.js"
-import { RegistrySettings } from "./RegistrySettings.js"
 import * as Tokens from "./Tokens.js"
 
 /** The sweeper's lease lasts this many sweep periods: a dead sweeper is replaced at the second boundary. */
@@ -163,16 +163,16 @@ export const make = Effect.gen(function*() {
     const tokenHash = Tokens.hash(token).toString("hex")
     return guard(sql<NeuronRows.NeuronRow>`SELECT ${columns} FROM neurons
       WHERE registration_id = ${registrationId} OR token_hash = ${tokenHash}`).pipe(
-        Effect.flatMap((rows): Effect.Effect<NeuronEntry, Unauthorized | Forbidden | NotRegistered> => {
-          const own = rows.find((row) => row.registration_id === registrationId && row.token_hash === tokenHash)
-          if (own !== undefined) {
-            return own.status === "deregistered" ? Effect.fail(deregistered()) : Effect.succeed(NeuronRows.toEntry(own))
-          }
-          return rows.some((row) => row.token_hash === tokenHash && row.status !== "deregistered")
-            ? Effect.fail(new Forbidden({ message: "this bearer token belongs to another registration" }))
-            : Effect.fail(new Unauthorized({ message: "unknown bearer token" }))
-        })
-      )
+      Effect.flatMap((rows): Effect.Effect<NeuronEntry, Unauthorized | Forbidden | NotRegistered> => {
+        const own = rows.find((row) => row.registration_id === registrationId && row.token_hash === tokenHash)
+        if (own !== undefined) {
+          return own.status === "deregistered" ? Effect.fail(deregistered()) : Effect.succeed(NeuronRows.toEntry(own))
+        }
+        return rows.some((row) => row.token_hash === tokenHash && row.status !== "deregistered")
+          ? Effect.fail(new Forbidden({ message: "this bearer token belongs to another registration" }))
+          : Effect.fail(new Unauthorized({ message: "unknown bearer token" }))
+      })
+    )
   }
 
   /**
@@ -216,25 +216,33 @@ export const make = Effect.gen(function*() {
     const token = Tokens.parseBearer(authorization)
     if (token === undefined) return authorize(registrationId, authorization).pipe(Effect.as(0))
     const tokenHash = Tokens.hash(token).toString("hex")
-    return Effect.flatMap(Clock.currentTimeMillis, (nowMs) =>
-      guard(beatStatement(registrationId, tokenHash, endpointUrl, nowMs)).pipe(
-        Effect.flatMap(([row]) =>
-          row !== undefined
-            ? afterBeat(registrationId, row, nowMs)
-            // Not beaten: the token or the registration says why (and a token just rotated is 401).
-            : Effect.flatMap(authorize(registrationId, authorization), () => Effect.fail(deregistered()))
+    return Effect.flatMap(
+      Clock.currentTimeMillis,
+      (nowMs) =>
+        guard(beatStatement(registrationId, tokenHash, endpointUrl, nowMs)).pipe(
+          Effect.flatMap(([row]) =>
+            row !== undefined
+              ? afterBeat(registrationId, row, nowMs)
+              // Not beaten: the token or the registration says why (and a token just rotated is 401).
+              : Effect.flatMap(authorize(registrationId, authorization), () => Effect.fail(deregistered()))
+          )
         )
-      ))
+    )
   }
 
   const heartbeat = (entry: NeuronEntry, endpointUrl: string): Effect.Effect<number, NotRegistered | Unavailable> =>
-    Effect.flatMap(Clock.currentTimeMillis, (nowMs) =>
-      guard(beatStatement(entry.registrationId, Buffer.from(entry.tokenKey, "latin1").toString("hex"), endpointUrl, nowMs))
-        .pipe(
-          Effect.flatMap(([row]): Effect.Effect<number, NotRegistered | Unavailable> =>
-            row === undefined ? Effect.fail(deregistered()) : afterBeat(entry.registrationId, row, nowMs)
+    Effect.flatMap(
+      Clock.currentTimeMillis,
+      (nowMs) =>
+        guard(
+          beatStatement(entry.registrationId, Buffer.from(entry.tokenKey, "latin1").toString("hex"), endpointUrl, nowMs)
+        )
+          .pipe(
+            Effect.flatMap(([row]): Effect.Effect<number, NotRegistered | Unavailable> =>
+              row === undefined ? Effect.fail(deregistered()) : afterBeat(entry.registrationId, row, nowMs)
+            )
           )
-        ))
+    )
 
   const deregister = Effect.fn("RegistryStore.deregister")(function*(entry: NeuronEntry) {
     const nowMs = yield* Clock.currentTimeMillis
@@ -324,7 +332,8 @@ export const make = Effect.gen(function*() {
     sql<{ s: number | null }>`SELECT min(heartbeat_interval_s) AS s FROM neurons WHERE status <> 'deregistered'`
   ).pipe(Effect.map(([row]) => row?.s ?? undefined))
 
-  const one = (rows: ReadonlyArray<NeuronRows.NeuronRow>) => rows.length === 0 ? undefined : NeuronRows.toEntry(rows[0]!)
+  const one = (rows: ReadonlyArray<NeuronRows.NeuronRow>) =>
+    rows.length === 0 ? undefined : NeuronRows.toEntry(rows[0]!)
 
   const listLive = (query: LiveQuery) =>
     Effect.gen(function*() {

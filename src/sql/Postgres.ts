@@ -89,30 +89,36 @@ export const layer = (options: PostgresOptions): Layer.Layer<PgClient.PgClient |
         Effect.annotateLogs({ reason: describeSqlError(error) })
       )
     ),
-    Effect.retry(Backoff.backoff({ base: "100 millis", ceiling: "5 seconds" }).pipe(
-      Schedule.compose(Schedule.recurs(60))
-    ))
+    Effect.retry(
+      Backoff.backoff({ base: "100 millis", ceiling: "5 seconds" }).pipe(
+        Schedule.compose(Schedule.recurs(60))
+      )
+    )
   )
   const client = Layer.unwrapEffect(Effect.as(connect, PgClient.layerFromPool({ acquire })))
-  const migrate = Layer.effectDiscard(Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql.withTransaction(Effect.gen(function*() {
-      yield* sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`
-      // The Migrator creates its table with a check that fails inside a transaction when the table is missing:
-      // create it first (the Migrator's own definition), under the lock.
-      yield* sql`CREATE TABLE IF NOT EXISTS effect_sql_migrations (
+  const migrate = Layer.effectDiscard(
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`
+        // The Migrator creates its table with a check that fails inside a transaction when the table is missing:
+        // create it first (the Migrator's own definition), under the lock.
+        yield* sql`CREATE TABLE IF NOT EXISTS effect_sql_migrations (
         migration_id integer primary key,
         created_at timestamp with time zone not null default now(),
         name text not null
       )`
-      yield* PgMigrator.run({ loader: Migrator.fromRecord(options.migrations) })
-    }))
-  }).pipe(
-    Effect.mapError((error) =>
-      error._tag === "SqlError" ? error : new SqlError({ cause: error, message: `migration failed: ${error.message}` })
-    ),
-    Effect.provide(NodeContext.layer)
-  ))
+        yield* PgMigrator.run({ loader: Migrator.fromRecord(options.migrations) })
+      }))
+    }).pipe(
+      Effect.mapError((error) =>
+        error._tag === "SqlError"
+          ? error
+          : new SqlError({ cause: error, message: `migration failed: ${error.message}` })
+      ),
+      Effect.provide(NodeContext.layer)
+    )
+  )
   return migrate.pipe(Layer.provideMerge(client))
 }
 
