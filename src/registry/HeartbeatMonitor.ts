@@ -59,8 +59,9 @@ export class HeartbeatMonitor extends Effect.Service<HeartbeatMonitor>()("neuron
         const now = yield* Clock.currentTimeMillis
         if (now < dueAt) {
           // A registration with a shorter interval brings the next sweep forward: re-plan when woken.
+          const wait = store.replanEveryMs === undefined ? dueAt - now : Math.min(dueAt - now, store.replanEveryMs)
           const woken = yield* Effect.raceFirst(
-            Effect.as(Effect.sleep(dueAt - now), false),
+            Effect.as(Effect.sleep(wait), wait < dueAt - now),
             Effect.as(store.intervalChanged, true)
           )
           if (woken) continue

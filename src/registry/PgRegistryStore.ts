@@ -363,6 +363,9 @@ export const make = Effect.gen(function*() {
     counts,
     shortestIntervalS,
     intervalChanged: Queue.take(intervalChanges),
+    // A registration through another instance may shorten the period: every instance re-reads it each second,
+    // so all of them agree on the boundaries (and on the lease's length) within a second.
+    replanEveryMs: 1_000,
     get: (registrationId) =>
       guard(sql<NeuronRows.NeuronRow>`SELECT ${columns} FROM neurons WHERE registration_id = ${registrationId}`).pipe(
         Effect.map(one)

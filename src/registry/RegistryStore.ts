@@ -103,6 +103,11 @@ export interface RegistryStoreShape {
   readonly counts: Effect.Effect<Counts, Unavailable>
   /** The shortest heartbeat interval among live registrations, in seconds, if any. */
   readonly shortestIntervalS: Effect.Effect<number | undefined, Unavailable>
+  /**
+   * How often the monitor re-reads the sweep period while it waits, when registrations through other instances
+   * can change it (PostgreSQL); `undefined` when this process sees every registration (SQLite).
+   */
+  readonly replanEveryMs: number | undefined
   /** Resolves when a registration through this instance may have changed the shortest interval. */
   readonly intervalChanged: Effect.Effect<void>
   /** A registration by id (any status). */

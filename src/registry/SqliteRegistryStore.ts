@@ -295,6 +295,7 @@ export const make = Effect.gen(function*() {
     counts: Effect.sync(() => index.counts()),
     shortestIntervalS: Effect.sync(() => index.shortestIntervalS()),
     intervalChanged: Queue.take(intervalChanges),
+    replanEveryMs: undefined,
     get: (registrationId) => Effect.sync(() => index.get(registrationId)),
     liveByOrganization: (npi) => Effect.sync(() => index.liveByOrganization(npi)),
     listLive,
