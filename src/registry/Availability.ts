@@ -13,7 +13,6 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Schedule from "effect/Schedule"
 import * as Backoff from "../heartbeat/Backoff.js"
 import { Unavailable } from "../protocol/AxonApi.js"
 import { describeSqlError, isUnavailable } from "../sql/Postgres.js"
@@ -83,6 +82,3 @@ export class Availability extends Context.Tag("neuron/registry/Availability")<Av
 
 const isSqlError = (u: unknown): u is SqlError =>
   typeof u === "object" && u !== null && "_tag" in u && u._tag === "SqlError"
-
-/** Retries a statement that lost a race it can win on the next try (a serialization failure, a deadlock). */
-export const retryConflicts = Schedule.recurs(3)

@@ -35,7 +35,7 @@ import type { NeuronEntry } from "./NeuronIndex.js"
 import * as NeuronRows from "./NeuronRows.js"
 import { RegistrySettings } from "./RegistrySettings.js"
 import type { LiveQuery, Registration, RegistryStoreShape } from "./RegistryStore.js"
-import { DEFAULT_INTERVAL_S, RegistryStore } from "./RegistryStore.js"
+import { DEFAULT_INTERVAL_S, enrollment, RegistryStore } from "./RegistryStore.js"
 import * as Tokens from "./Tokens.js"
 
 /** The sweeper's lease lasts this many sweep periods: a dead sweeper is replaced at the second boundary. */
@@ -96,11 +96,7 @@ export const make = Effect.gen(function*() {
     request: RegisterNeuronRequest,
     authorization: string | undefined
   ) {
-    const enrolled = Option.isSome(enrollmentHash) &&
-      Tokens.matchesEnrollment(authorization, enrollmentHash.value)
-    if (Option.isSome(enrollmentHash) && !enrolled) {
-      return yield* new Unauthorized({ message: "registration needs the enrollment token as a bearer token" })
-    }
+    const enrolled = yield* enrollment(enrollmentHash, authorization)
     const token = Tokens.generate()
     const tokenHash = Tokens.hash(Redacted.value(token)).toString("hex")
     const nowMs = yield* Clock.currentTimeMillis

@@ -13,18 +13,19 @@ import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
-import type * as Option from "effect/Option"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type {
   AlreadyRegistered,
   Forbidden,
   NotRegistered,
   RegisterNeuronRequest,
-  Unauthorized,
   Unavailable
 } from "../protocol/AxonApi.js"
+import { Unauthorized } from "../protocol/AxonApi.js"
 import type { Counts, NeuronEntry, NeuronIndex, StoredStatus } from "./NeuronIndex.js"
+import * as Tokens from "./Tokens.js"
 
 /** How often heartbeat times are committed to SQLite (the most a crash can lose of them). */
 export const FLUSH_EVERY = Duration.millis(250)
@@ -37,6 +38,20 @@ export interface Registration {
   readonly entry: NeuronEntry
   readonly token: Redacted.Redacted<string>
   readonly created: boolean
+}
+
+/**
+ * Whether a registration comes with the enrollment token (it may then rotate a live registration); `401` when
+ * enrollment is required and the token is missing or wrong. Both stores start a registration with this.
+ */
+export const enrollment = (
+  enrollmentHash: Option.Option<Buffer>,
+  authorization: string | undefined
+): Effect.Effect<boolean, Unauthorized> => {
+  if (Option.isNone(enrollmentHash)) return Effect.succeed(false)
+  return Tokens.matchesEnrollment(authorization, enrollmentHash.value)
+    ? Effect.succeed(true)
+    : Effect.fail(new Unauthorized({ message: "registration needs the enrollment token as a bearer token" }))
 }
 
 /** What one round of the monitor did. */

@@ -25,7 +25,7 @@ import { NeuronIndex } from "./NeuronIndex.js"
 import * as NeuronRows from "./NeuronRows.js"
 import { RegistrySettings } from "./RegistrySettings.js"
 import type { LiveQuery, Registration, RegistryStoreShape } from "./RegistryStore.js"
-import { DEFAULT_INTERVAL_S, FLUSH_EVERY, RegistryStore } from "./RegistryStore.js"
+import { DEFAULT_INTERVAL_S, enrollment, FLUSH_EVERY, RegistryStore } from "./RegistryStore.js"
 import * as Tokens from "./Tokens.js"
 
 /** What the heartbeat's fast path uses of the SQLite store: synchronous, in memory. */
@@ -66,11 +66,7 @@ export const make = Effect.gen(function*() {
     request: RegisterNeuronRequest,
     authorization: string | undefined
   ) {
-    const enrolled = Option.isSome(enrollmentHash) &&
-      Tokens.matchesEnrollment(authorization, enrollmentHash.value)
-    if (Option.isSome(enrollmentHash) && !enrolled) {
-      return yield* new Unauthorized({ message: "registration needs the enrollment token as a bearer token" })
-    }
+    const enrolled = yield* enrollment(enrollmentHash, authorization)
     const token = Tokens.generate()
     const tokenHash = Tokens.hash(Redacted.value(token))
     const intervalS = request.heartbeat_interval_s ?? DEFAULT_INTERVAL_S
