@@ -44,7 +44,7 @@ process.on("message", async (message: any) => {
   }
   if (message.cmd === "sweep") {
     const started = performance.now()
-    const result = await Effect.runPromise(store.sweep().pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
+    const result = await Effect.runPromise(store.sweep(30_000).pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
     process.send!({ ms: performance.now() - started, transitions: result.transitions })
   }
   if (message.cmd === "rss") process.send!({ maxRssKb: process.resourceUsage().maxRSS })

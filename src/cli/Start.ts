@@ -39,6 +39,7 @@ export const start = Command.make("start", {}, () => runBundle("main")).pipe(
 export const axon = Command.make("axon", {}, () => runBundle("axon")).pipe(
   Command.withDescription(
     "Run the Axon registry on its own (what `pnpm start:axon` runs), configured by AXON_HOST, AXON_PORT, " +
-      "AXON_DATA_DIR and AXON_ENROLLMENT_TOKEN from the environment."
+      "AXON_DATA_DIR, AXON_ENROLLMENT_TOKEN and AXON_DATABASE_URL (PostgreSQL, shared by many instances) from the " +
+      "environment."
   )
 )

@@ -37,7 +37,8 @@ const API_ERRORS = new Set([
   "StorageUnavailableError",
   "ServerError",
   "RelationshipAlreadyEnded",
-  "ConsentRefused"
+  "ConsentRefused",
+  "Unavailable"
 ])
 
 const tagOf = (u: unknown): string | undefined =>

@@ -101,6 +101,8 @@ export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { messa
 export class AlreadyRegistered
   extends Schema.TaggedError<AlreadyRegistered>()("AlreadyRegistered", { message: Schema.String })
 {}
+/** 503: the registry's database cannot be reached now (PROTOCOL.md section 6); try again later. */
+export class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable", { message: Schema.String }) {}
 /** 500: anything unexpected; the message reveals no internals. */
 export class ServerError extends Schema.TaggedError<ServerError>()("ServerError", { message: Schema.String }) {}
 
@@ -116,6 +118,7 @@ export const AlreadyRegisteredWire = wire(AlreadyRegistered, {
   status: 409
 })
 export const ServerErrorWire = wire(ServerError, { tag: "ServerError", code: "SERVER_ERROR", status: 500 })
+export const UnavailableWire = wire(Unavailable, { tag: "Unavailable", code: "UNAVAILABLE", status: 503 })
 
 // ---------------------------------------------------------------------------------------------------------------
 // Bodies
@@ -373,7 +376,10 @@ export class OperationsGroup extends HttpApiGroup.make("operations")
   .add(HttpApiEndpoint.get("alerts", "/alerts").setUrlParams(AlertsParams).addSuccess(AlertList))
 {}
 
-/** The whole registry API. Every route may also answer `400 INVALID_REQUEST` or `500 SERVER_ERROR`. */
+/**
+ * The whole registry API. Every route may also answer `400 INVALID_REQUEST`, `500 SERVER_ERROR`, or
+ * `503 UNAVAILABLE` when the registry's database is out of reach.
+ */
 export class AxonApi extends HttpApi.make("axon")
   .add(NeuronsGroup)
   .add(NeuronGroup)
@@ -382,6 +388,7 @@ export class AxonApi extends HttpApi.make("axon")
   .add(OperationsGroup)
   .addError(InvalidRequestWire)
   .addError(ServerErrorWire)
+  .addError(UnavailableWire)
   .annotate(OpenApi.Title, "Axon registry")
   .annotate(OpenApi.Transform, ApiDocs.withRoutesBeside())
 {}

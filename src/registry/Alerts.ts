@@ -1,21 +1,25 @@
 /**
  * Liveness alerts: each one a JSON line appended to `alerts-YYYYMMDD.jsonl` (the alert's UTC date) in the
- * registry's data folder, and read back, newest first, for `GET /alerts`. The files are the record: they
- * survive restarts and an operator can `tail -f` them.
+ * registry's data folder, and read back, newest first, for `GET /alerts`. On SQLite the files are the record:
+ * they survive restarts and an operator can `tail -f` them. On PostgreSQL the record is the `alerts` table
+ * (written by the store, served by every instance), and each instance's files hold what it swept.
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
+import * as SqlClient from "@effect/sql/SqlClient"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { Alert } from "../protocol/AxonApi.js"
+import { Availability } from "./Availability.js"
 import type { NeuronEntry, Transition } from "./NeuronIndex.js"
 import { RegistrySettings } from "./RegistrySettings.js"
 
 const FILE = /^alerts-(\d{8})\.jsonl$/
 const decodeLine = Schema.decodeUnknownEither(Schema.parseJson(Alert))
+const decodeRecord = Schema.decodeSync(Alert)
 
 /** An alert as written: the wire form of `Alert` (ISO-8601 timestamps). */
 export type AlertRecord = typeof Alert.Encoded
@@ -32,7 +36,9 @@ export class Alerts extends Effect.Service<Alerts>()("neuron/registry/Alerts", {
   effect: Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
-    const { dataDir } = yield* RegistrySettings
+    const sql = yield* SqlClient.SqlClient
+    const { guard } = yield* Availability
+    const { alertsInDatabase, dataDir } = yield* RegistrySettings
     // One writer at a time, so lines from two batches never interleave.
     const writeLock = yield* Effect.makeSemaphore(1)
     // Files this process has appended to: each then ends with a whole line.
@@ -86,8 +92,33 @@ export class Alerts extends Effect.Service<Alerts>()("neuron/registry/Alerts", {
       )
     }
 
-    /** Alerts newer than `since` (all when absent), newest first, at most `limit`. */
-    const list = (options: { readonly since: Option.Option<DateTime.Utc>; readonly limit: number }) =>
+    /** Alerts newer than `since` (all when absent), newest first, at most `limit`, from the shared table. */
+    const listRows = (options: { readonly since: Option.Option<DateTime.Utc>; readonly limit: number }) => {
+      const since = Option.match(options.since, { onNone: () => -1, onSome: (since) => since.epochMillis })
+      return guard(sql<{
+        alert_type: Alert["alert_type"]
+        registration_id: string
+        organization_npi: string
+        missed_beats: number
+        last_seen: number
+        action: string
+        ts: number
+      }>`SELECT alert_type, registration_id, organization_npi, missed_beats, last_seen, action, ts FROM alerts
+        WHERE ts > ${since} ORDER BY ts DESC, id DESC LIMIT ${options.limit}`).pipe(
+        Effect.map((rows) =>
+          rows.map((row) =>
+            decodeRecord({
+              ...row,
+              last_seen: new Date(row.last_seen).toISOString(),
+              ts: new Date(row.ts).toISOString()
+            })
+          )
+        )
+      )
+    }
+
+    /** Alerts newer than `since` (all when absent), newest first, at most `limit`, from the files. */
+    const listFiles = (options: { readonly since: Option.Option<DateTime.Utc>; readonly limit: number }) =>
       Effect.gen(function*() {
         const names = (yield* fs.readDirectory(dataDir)).filter((name) => FILE.test(name)).sort().reverse()
         const sinceFile = Option.map(options.since, (since) => fileNameFor(DateTime.formatIso(since)))
@@ -111,7 +142,7 @@ export class Alerts extends Effect.Service<Alerts>()("neuron/registry/Alerts", {
         return out.slice(0, options.limit)
       }).pipe(Effect.orDie)
 
-    return { append, list } as const
+    return { append, list: alertsInDatabase ? listRows : listFiles } as const
   }),
   accessors: false
 }) {}

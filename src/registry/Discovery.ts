@@ -1,9 +1,8 @@
 /**
  * Public discovery: the listing of live neurons (cursor-paginated, public fields only) and the lookup of a
- * provider or organization NPI. Rows come from SQLite; status and last heartbeat from the in-memory index,
- * which is ahead of SQLite by at most one group commit.
+ * provider or organization NPI, through the store (SQLite: rows from the file, status and last heartbeat from the
+ * in-memory index, which is ahead of the file by at most one group commit; PostgreSQL: the rows themselves).
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import type { Npi } from "../domain/Npi.js"
@@ -41,7 +40,6 @@ const decodeCursor = (cursor: string): number | undefined => {
 /** Listing and lookup. */
 export class Discovery extends Effect.Service<Discovery>()("neuron/registry/Discovery", {
   effect: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
     const store = yield* RegistryStore
     const providers = yield* ProviderStore
 
@@ -52,33 +50,24 @@ export class Discovery extends Effect.Service<Discovery>()("neuron/registry/Disc
       if (after === undefined) {
         return yield* new InvalidRequest({ message: "cursor: must be a next_cursor from an earlier page" })
       }
-      const clauses = [sql`status <> 'deregistered'`, sql`seq > ${after}`]
-      if (params.organization_npi !== undefined) clauses.push(sql`organization_npi = ${params.organization_npi}`)
-      if (params.status !== undefined) clauses.push(sql`status = ${params.status}`)
-      const rows = yield* sql<{ seq: number; registration_id: string }>`SELECT seq, registration_id FROM neurons
-        WHERE ${sql.and(clauses)} ORDER BY seq LIMIT ${limit + 1}`.pipe(Effect.orDie)
-      const page = rows.slice(0, limit)
-      const neurons: Array<NeuronView> = []
-      for (const row of page) {
-        const entry = store.index.get(row.registration_id)
-        // Skips a row the sweep changed since SQLite answered (the index is the newer of the two).
-        if (entry === undefined || entry.status === "deregistered") continue
-        if (params.status !== undefined && entry.status !== params.status) continue
-        neurons.push(toView(entry))
-      }
-      const last = page[page.length - 1]
+      const page = yield* store.listLive({
+        after,
+        limit,
+        organizationNpi: params.organization_npi,
+        status: params.status
+      })
       return new NeuronList({
-        neurons,
-        next_cursor: rows.length > limit && last !== undefined ? encodeCursor(last.seq) : null
+        neurons: page.entries.map(toView),
+        next_cursor: page.nextAfter === undefined ? null : encodeCursor(page.nextAfter)
       })
     })
 
     /** `GET /v1/registry/{npi}`: an organization's live neuron, else a provider listed by a live neuron. */
     const lookup = Effect.fn("Discovery.lookup")(function*(npi: Npi) {
-      const organization = store.index.liveByOrganization(npi)
+      const organization = yield* store.liveByOrganization(npi)
       if (organization !== undefined) return entryFor(npi, "organization", organization.organizationName, organization)
       const [found] = yield* providers.findByNpi(npi)
-      const entry = found === undefined ? undefined : store.index.get(found.registration_id)
+      const entry = found === undefined ? undefined : yield* store.get(found.registration_id)
       if (found === undefined || entry === undefined || entry.status === "deregistered") {
         return yield* new NotFound({ message: "npi: no provider or organization is registered under this NPI" })
       }

@@ -123,8 +123,7 @@ const OperationsLive = HttpApiBuilder.group(AxonApi, "operations", (handlers) =>
     const startedAt = yield* Clock.currentTimeMillis
     return handlers
       .handle("health", () =>
-        Effect.map(Clock.currentTimeMillis, (now) => {
-          const counts = store.index.counts()
+        Effect.map(Effect.zip(Clock.currentTimeMillis, store.counts), ([now, counts]) => {
           return new RegistryHealth({
             status: "ok",
             uptime_s: Math.max(0, Math.floor((now - startedAt) / 1000)),
@@ -133,7 +132,7 @@ const OperationsLive = HttpApiBuilder.group(AxonApi, "operations", (handlers) =>
         }))
       .handle("stats", () =>
         Effect.gen(function*() {
-          const counts = store.index.counts()
+          const counts = yield* store.counts
           return new RegistryStats({
             total_neurons: counts.reachable + counts.down,
             reachable_neurons: counts.reachable,

@@ -1,27 +1,30 @@
 /**
- * The registry's registrations: SQLite is the record, `NeuronIndex` the working copy loaded from it at start.
- * Registration, rotation, endpoint and status changes are written (synchronous = FULL) before they are answered;
- * heartbeat times are group-committed, one statement `FLUSH_EVERY` after the first uncommitted one, so a crash
- * loses at most that much of them and never a registration. One write lock orders every change of a row's
- * status or token.
+ * The registry's persistence as one service with two implementations:
+ *
+ * - `SqliteRegistryStore` (the embedded default, one process): SQLite is the record and an in-memory index the
+ *   working copy, so a heartbeat is a synchronous lookup and its time is group-committed.
+ * - `PgRegistryStore` (`AXON_DATABASE_URL`, any number of instances on one database): PostgreSQL is the only
+ *   state. Every request reads and writes the database, so a write through one instance is seen by the next
+ *   request to any other, and races are settled by the database (unique constraints, `INSERT ... ON CONFLICT`).
+ *
+ * The HTTP handlers, the monitor and discovery see only this interface.
  */
-import * as SqlClient from "@effect/sql/SqlClient"
-import * as Clock from "effect/Clock"
+import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
-import * as Redacted from "effect/Redacted"
-import * as Crypto from "node:crypto"
-import { describeCause } from "../log/Causes.js"
-import type { RegisterNeuronRequest } from "../protocol/AxonApi.js"
-import { AlreadyRegistered, Forbidden, NotRegistered, Unauthorized } from "../protocol/AxonApi.js"
-import * as Alert from "./Alerts.js"
-import { Alerts } from "./Alerts.js"
-import type { NeuronEntry } from "./NeuronIndex.js"
-import { NeuronIndex } from "./NeuronIndex.js"
-import * as NeuronRows from "./NeuronRows.js"
-import { RegistrySettings } from "./RegistrySettings.js"
+import type * as Redacted from "effect/Redacted"
+import type {
+  AlreadyRegistered,
+  Forbidden,
+  NotRegistered,
+  RegisterNeuronRequest,
+  Unavailable
+} from "../protocol/AxonApi.js"
+import { Unauthorized } from "../protocol/AxonApi.js"
+import type { Counts, NeuronEntry, NeuronIndex, StoredStatus } from "./NeuronIndex.js"
 import * as Tokens from "./Tokens.js"
 
 /** How often heartbeat times are committed to SQLite (the most a crash can lose of them). */
@@ -37,243 +40,102 @@ export interface Registration {
   readonly created: boolean
 }
 
+/**
+ * Whether a registration comes with the enrollment token (it may then rotate a live registration); `401` when
+ * enrollment is required and the token is missing or wrong. Both stores start a registration with this.
+ */
+export const enrollment = (
+  enrollmentHash: Option.Option<Buffer>,
+  authorization: string | undefined
+): Effect.Effect<boolean, Unauthorized> => {
+  if (Option.isNone(enrollmentHash)) return Effect.succeed(false)
+  return Tokens.matchesEnrollment(authorization, enrollmentHash.value)
+    ? Effect.succeed(true)
+    : Effect.fail(new Unauthorized({ message: "registration needs the enrollment token as a bearer token" }))
+}
+
+/** What one round of the monitor did. */
+export interface SweepResult {
+  readonly nowMs: number
+  readonly transitions: number
+  /** False when another instance holds the sweeper's lease (PostgreSQL): this one judged no one. */
+  readonly swept: boolean
+}
+
+/** A page of live neurons in registration order. */
+export interface LivePage {
+  readonly entries: ReadonlyArray<NeuronEntry>
+  /** The `seq` to continue after, when there are more rows. */
+  readonly nextAfter: number | undefined
+}
+
+/** What `listLive` filters on. */
+export interface LiveQuery {
+  readonly after: number
+  readonly limit: number
+  readonly organizationNpi?: string | undefined
+  readonly status?: Exclude<StoredStatus, "deregistered"> | undefined
+}
+
+/** Answers a heartbeat whose path was matched and whose body was read (see `HeartbeatFastPath`). */
+export type HeartbeatAnswer = (
+  clock: Clock.Clock,
+  registrationId: string,
+  authorization: string | undefined,
+  text: string
+) => Effect.Effect<HttpServerResponse.HttpServerResponse>
+
 /** Registrations, their tokens, heartbeats and liveness transitions. */
-export class RegistryStore extends Effect.Service<RegistryStore>()("neuron/registry/RegistryStore", {
-  scoped: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const alerts = yield* Alerts
-    const { dataDir, enrollmentHash } = yield* RegistrySettings
-    const index = new NeuronIndex()
-    const writeLock = yield* Effect.makeSemaphore(1)
-    const locked = writeLock.withPermits(1)
-    // Wakes the monitor when a registration may have shortened the sweep period.
-    const intervalChanges = yield* Queue.sliding<void>(1)
-    // Open while heartbeat times wait for a group commit: an idle registry does not tick.
-    const commitDue = yield* Effect.makeLatch(false)
+export interface RegistryStoreShape {
+  readonly backend: "sqlite" | "postgres"
+  /** `POST /v1/neurons`: a new registration, or, with the enrollment token, a rotation of the live one. */
+  readonly register: (
+    request: RegisterNeuronRequest,
+    authorization: string | undefined
+  ) => Effect.Effect<Registration, Unauthorized | AlreadyRegistered | Unavailable>
+  /**
+   * The registration a request may act on, or why not: 401 without a well-formed known token, 403 for another
+   * live registration's token, 404 for a deregistered registration's own token.
+   */
+  readonly authorize: (
+    registrationId: string,
+    authorization: string | undefined
+  ) => Effect.Effect<NeuronEntry, Unauthorized | Forbidden | NotRegistered | Unavailable>
+  /** A heartbeat of an authorized registration; the time it was recorded at. */
+  readonly heartbeat: (entry: NeuronEntry, endpointUrl: string) => Effect.Effect<number, NotRegistered | Unavailable>
+  /** The heartbeat route, ahead of the router. */
+  readonly answerHeartbeat: HeartbeatAnswer
+  /** `DELETE /v1/neurons/{id}`: the neuron leaves; its token then answers 404. */
+  readonly deregister: (entry: NeuronEntry) => Effect.Effect<void, Unavailable>
+  /**
+   * Applies the transitions due now and writes their alerts (when this instance is the sweeper). `periodMs` is
+   * the sweep period, which sets the length of the sweeper's lease on PostgreSQL.
+   */
+  readonly sweep: (periodMs: number) => Effect.Effect<SweepResult, unknown>
+  /** Writes what is held in memory (SQLite's heartbeat times); nothing to do on PostgreSQL. */
+  readonly flush: Effect.Effect<void, unknown>
+  /** Live registrations by status. */
+  readonly counts: Effect.Effect<Counts, Unavailable>
+  /** The shortest heartbeat interval among live registrations, in seconds, if any. */
+  readonly shortestIntervalS: Effect.Effect<number | undefined, Unavailable>
+  /**
+   * How often the monitor re-reads the sweep period while it waits, when registrations through other instances
+   * can change it (PostgreSQL); `undefined` when this process sees every registration (SQLite).
+   */
+  readonly replanEveryMs: number | undefined
+  /** Resolves when a registration through this instance may have changed the shortest interval. */
+  readonly intervalChanged: Effect.Effect<void>
+  /** A registration by id (any status). */
+  readonly get: (registrationId: string) => Effect.Effect<NeuronEntry | undefined, Unavailable>
+  /** The live registration of an organization. */
+  readonly liveByOrganization: (npi: string) => Effect.Effect<NeuronEntry | undefined, Unavailable>
+  /** Live registrations in registration order, after `seq`. */
+  readonly listLive: (query: LiveQuery) => Effect.Effect<LivePage, Unavailable>
+  /** When the last sweep ran, whichever instance ran it; `undefined` when only this process sweeps. */
+  readonly sharedLastSweepAt: Effect.Effect<Option.Option<number>, Unavailable> | undefined
+  /** SQLite's in-memory working copy (tests reach it); `undefined` on PostgreSQL. */
+  readonly index: NeuronIndex | undefined
+}
 
-    for (const entry of yield* NeuronRows.loadAll) index.put(entry)
-    yield* Effect.logInfo("registrations loaded").pipe(Effect.annotateLogs({
-      ...index.counts(),
-      data_dir: dataDir,
-      enrollment: Option.isSome(enrollmentHash) ? "required" : "off (development mode: a duplicate NPI is 409)"
-    }))
-
-    const recovered = (entry: NeuronEntry, nowMs: number, action: string) =>
-      alerts.append([Alert.make("neuron_recovered", entry, 0, new Date(nowMs).toISOString(), action)])
-
-    /** `POST /v1/neurons`: a new registration, or, with the enrollment token, a rotation of the live one. */
-    const register = Effect.fn("RegistryStore.register")(function*(
-      request: RegisterNeuronRequest,
-      authorization: string | undefined
-    ) {
-      const enrolled = Option.isSome(enrollmentHash) &&
-        Tokens.matchesEnrollment(authorization, enrollmentHash.value)
-      if (Option.isSome(enrollmentHash) && !enrolled) {
-        return yield* new Unauthorized({ message: "registration needs the enrollment token as a bearer token" })
-      }
-      const token = Tokens.generate()
-      const tokenHash = Tokens.hash(Redacted.value(token))
-      const intervalS = request.heartbeat_interval_s ?? DEFAULT_INTERVAL_S
-      const { entry, created, wasDown, nowMs } = yield* locked(Effect.gen(function*() {
-        const nowMs = yield* Clock.currentTimeMillis
-        const live = index.liveByOrganization(request.organization_npi)
-        // What a registration writes, whether it rotates the live row or inserts a new one.
-        const fields = {
-          organization_name: request.organization_name,
-          organization_type: request.organization_type,
-          neuron_endpoint_url: request.neuron_endpoint_url,
-          heartbeat_interval_s: intervalS,
-          token_hash: tokenHash.toString("hex"),
-          status: "reachable",
-          last_heartbeat_at: nowMs
-        }
-        if (live !== undefined) {
-          if (!enrolled) {
-            return yield* new AlreadyRegistered({
-              message: "organization_npi is already registered; re-registering needs the enrollment token"
-            })
-          }
-          yield* sql`UPDATE neurons SET ${sql.update(fields)} WHERE registration_id = ${live.registrationId}`
-          const wasDown = live.status === "down"
-          live.organizationName = request.organization_name
-          live.organizationType = request.organization_type
-          live.endpointUrl = request.neuron_endpoint_url
-          live.lastBeatText = undefined
-          live.lastHeartbeatMs = nowMs
-          index.setTokenHash(live, tokenHash)
-          index.setInterval(live, intervalS)
-          index.setStatus(live, "reachable")
-          return { entry: live, created: false, wasDown, nowMs }
-        }
-        const registrationId = Crypto.randomUUID()
-        const [row] = yield* sql<NeuronRows.NeuronRow>`INSERT INTO neurons ${
-          sql.insert({
-            registration_id: registrationId,
-            organization_npi: request.organization_npi,
-            ...fields,
-            registered_at: nowMs
-          })
-        } RETURNING *`
-        const entry = NeuronRows.toEntry(row!)
-        index.put(entry)
-        return { entry, created: true, wasDown: false, nowMs }
-      }))
-      yield* Queue.offer(intervalChanges, undefined)
-      if (wasDown) yield* recovered(entry, nowMs, "re-registered: restored to reachable")
-      yield* Effect.logInfo(created ? "neuron registered" : "neuron re-registered: bearer token rotated").pipe(
-        Effect.annotateLogs({ registration_id: entry.registrationId, organization_npi: entry.organizationNpi })
-      )
-      return { entry, token, created } satisfies Registration
-    }, Effect.catchTag("SqlError", Effect.die))
-
-    /**
-     * The registration a request may act on, or why not: 401 without a well-formed known token, 403 for another
-     * live registration's token, 404 for a deregistered registration's own token. Synchronous: hot path.
-     */
-    const check = (
-      registrationId: string,
-      authorization: string | undefined
-    ): NeuronEntry | Unauthorized | Forbidden | NotRegistered => {
-      const token = Tokens.parseBearer(authorization)
-      if (token === undefined) {
-        return new Unauthorized({ message: "a bearer token (43 base64url characters) is required" })
-      }
-      const tokenHash = Tokens.hash(token)
-      const entry = index.get(registrationId)
-      if (entry !== undefined && Tokens.hashesEqual(tokenHash, Buffer.from(entry.tokenKey, "latin1"))) {
-        return entry.status === "deregistered"
-          ? new NotRegistered({ message: "this registration was deregistered; register again" })
-          : entry
-      }
-      return index.ownerOf(tokenHash) !== undefined
-        ? new Forbidden({ message: "this bearer token belongs to another registration" })
-        : new Unauthorized({ message: "unknown bearer token" })
-    }
-
-    /** `check` as an Effect. */
-    const authorize = (
-      registrationId: string,
-      authorization: string | undefined
-    ): Effect.Effect<NeuronEntry, Unauthorized | Forbidden | NotRegistered> => {
-      const result = check(registrationId, authorization)
-      return "_tag" in result ? Effect.fail(result) : Effect.succeed(result)
-    }
-
-    /**
-     * Records a heartbeat in memory when that is all it takes (a reachable neuron at the same endpoint); false
-     * when it needs `heartbeat` (the endpoint moved, or the neuron comes back from `down`). Synchronous: hot path.
-     */
-    const beatInMemory = (entry: NeuronEntry, endpointUrl: string, nowMs: number): boolean => {
-      if (entry.status !== "reachable" || entry.endpointUrl !== endpointUrl) return false
-      if (index.beat(entry, nowMs)) commitDue.unsafeOpen()
-      return true
-    }
-
-    /** A heartbeat: in memory only, unless the endpoint moved or the neuron comes back from `down`. */
-    const heartbeat = (entry: NeuronEntry, endpointUrl: string): Effect.Effect<number, NotRegistered> =>
-      Effect.flatMap(
-        Clock.currentTimeMillis,
-        (nowMs) =>
-          beatInMemory(entry, endpointUrl, nowMs) ? Effect.succeed(nowMs) : changedHeartbeat(entry, endpointUrl)
-      )
-
-    const changedHeartbeat = Effect.fn("RegistryStore.heartbeat")(function*(entry: NeuronEntry, endpointUrl: string) {
-      const { nowMs, wasDown } = yield* locked(Effect.gen(function*() {
-        // The sweep may have deregistered it while this request waited for the lock.
-        if (entry.status === "deregistered") {
-          return yield* new NotRegistered({ message: "this registration was deregistered; register again" })
-        }
-        const nowMs = yield* Clock.currentTimeMillis
-        yield* sql`UPDATE neurons SET ${
-          sql.update({ neuron_endpoint_url: endpointUrl, status: "reachable", last_heartbeat_at: nowMs })
-        } WHERE registration_id = ${entry.registrationId}`
-        const wasDown = entry.status === "down"
-        entry.endpointUrl = endpointUrl
-        entry.lastBeatText = undefined
-        entry.lastHeartbeatMs = nowMs
-        index.setStatus(entry, "reachable")
-        return { nowMs, wasDown }
-      }))
-      if (wasDown) yield* recovered(entry, nowMs, "heartbeat resumed: restored to reachable")
-      return nowMs
-    }, Effect.catchTag("SqlError", Effect.die))
-
-    /** `DELETE /v1/neurons/{id}`: the neuron leaves; its token then answers 404. */
-    const deregister = Effect.fn("RegistryStore.deregister")(function*(entry: NeuronEntry) {
-      yield* locked(Effect.gen(function*() {
-        if (entry.status === "deregistered") return
-        const nowMs = yield* Clock.currentTimeMillis
-        yield* sql`UPDATE neurons SET status = 'deregistered', deregistered_at = ${nowMs}
-          WHERE registration_id = ${entry.registrationId}`
-        index.setStatus(entry, "deregistered")
-      }))
-      yield* Effect.logInfo("neuron deregistered itself").pipe(
-        Effect.annotateLogs({ registration_id: entry.registrationId })
-      )
-    }, Effect.orDie)
-
-    /** Applies the transitions due now (one batched write) and appends their alerts. */
-    const sweep = Effect.fn("RegistryStore.sweep")(function*() {
-      const { nowMs, transitions } = yield* locked(Effect.gen(function*() {
-        const nowMs = yield* Clock.currentTimeMillis
-        const transitions = index.sweep(nowMs)
-        if (transitions.length > 0) {
-          const batch = JSON.stringify(transitions.map((t) => [t.entry.seq, t.to]))
-          yield* sql`WITH batch AS (SELECT value ->> 0 AS seq, value ->> 1 AS status FROM json_each(${batch}))
-            UPDATE neurons SET status = batch.status,
-              deregistered_at = CASE WHEN batch.status = 'deregistered' THEN ${nowMs} ELSE NULL END
-            FROM batch WHERE neurons.seq = batch.seq`.pipe(
-            // Not written: undo in memory, so the next sweep finds the same transitions again.
-            Effect.tapError(() => Effect.sync(() => transitions.forEach((t) => index.setStatus(t.entry, t.from))))
-          )
-        }
-        return { nowMs, transitions }
-      }))
-      yield* alerts.append(Alert.fromTransitions(transitions, nowMs))
-      return { nowMs, transitions: transitions.length }
-    })
-
-    /** Writes the heartbeat times recorded since the last flush, in one statement. */
-    const flush = locked(Effect.suspend(() => {
-      const pairs = index.takeDirty()
-      if (pairs.length === 0) return Effect.void
-      // Into the narrow `heartbeats` table, keyed by `seq` (its rowid): few pages, no index to search.
-      return sql`INSERT INTO heartbeats (seq, last_heartbeat_at)
-        SELECT value ->> 0, value ->> 1 FROM json_each(${JSON.stringify(pairs)}) WHERE true
-        ON CONFLICT (seq) DO UPDATE SET last_heartbeat_at = excluded.last_heartbeat_at`.pipe(
-        Effect.asVoid,
-        Effect.tapError(() => Effect.sync(() => (index.restoreDirty(pairs), commitDue.unsafeOpen())))
-      )
-    })).pipe(Effect.withTracerEnabled(false))
-
-    yield* Effect.addFinalizer(() => flush.pipe(Effect.catchAllCause(Effect.logError)))
-    yield* commitDue.await.pipe(
-      Effect.zipRight(commitDue.close),
-      Effect.zipRight(Effect.sleep(FLUSH_EVERY)),
-      Effect.zipRight(flush),
-      Effect.catchAllCause((cause) =>
-        Effect.logError("heartbeat group commit failed; will retry").pipe(
-          Effect.annotateLogs("reason", describeCause(cause))
-        )
-      ),
-      Effect.forever,
-      Effect.annotateLogs({ service: "RegistryStore" }),
-      Effect.forkScoped
-    )
-
-    return {
-      index,
-      register,
-      check,
-      authorize,
-      beatInMemory,
-      heartbeat,
-      deregister,
-      sweep,
-      flush,
-      /** Resolves when a registration may have changed the shortest heartbeat interval. */
-      intervalChanged: Queue.take(intervalChanges)
-    } as const
-  }),
-  accessors: false
-}) {}
+/** The registry's store. */
+export class RegistryStore extends Context.Tag("neuron/registry/RegistryStore")<RegistryStore, RegistryStoreShape>() {}

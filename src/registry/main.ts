@@ -1,6 +1,6 @@
 /**
- * `pnpm start:axon`: the Axon registry on its own, configured by AXON_HOST, AXON_PORT, AXON_DATA_DIR and
- * AXON_ENROLLMENT_TOKEN (docs/registry.md). Logs are JSON lines on stdout.
+ * `pnpm start:axon`: the Axon registry on its own, configured by AXON_HOST, AXON_PORT, AXON_DATA_DIR,
+ * AXON_ENROLLMENT_TOKEN and AXON_DATABASE_URL (docs/registry.md). Logs are JSON lines on stdout.
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"

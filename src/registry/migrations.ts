@@ -1,6 +1,9 @@
 /**
- * The registry's SQLite schema. Timestamps are integer milliseconds since the epoch (UTC), so the monitor
- * compares numbers; the wire turns them into ISO-8601 strings.
+ * The registry's schema, in both dialects it runs on: SQLite (the embedded default) and PostgreSQL
+ * (`AXON_DATABASE_URL`). The same migrations by name, each written once per dialect through
+ * `sql.onDialectOrElse`, so both databases always have the same tables, columns and indexes. Timestamps are
+ * integer milliseconds since the epoch (UTC; `BIGINT` on PostgreSQL), so the monitor compares numbers and every
+ * time comes from the registry's own `Clock`; the wire turns them into ISO-8601 strings.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
@@ -8,45 +11,146 @@ import * as Effect from "effect/Effect"
 const statements = (...texts: ReadonlyArray<string>) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) => Effect.forEach(texts, (text) => sql.unsafe(text), { discard: true }))
 
-/** Migrations for `Sqlite.layer`, by name, applied in order. */
+/** One migration, written for each dialect. */
+const dialects = (options: {
+  readonly sqlite: ReadonlyArray<string>
+  readonly pg: ReadonlyArray<string>
+}) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.onDialectOrElse({
+      pg: () => statements(...options.pg),
+      orElse: () => statements(...options.sqlite)
+    }))
+
+/** Migrations for `Sqlite.layer` and `Postgres.layer`, by name, applied in order. */
 export const migrations = {
-  "0001_create_neurons": statements(
-    `CREATE TABLE neurons (
-      seq INTEGER PRIMARY KEY AUTOINCREMENT,
-      registration_id TEXT NOT NULL UNIQUE,
-      organization_npi TEXT NOT NULL,
-      organization_name TEXT NOT NULL,
-      organization_type TEXT NOT NULL,
-      neuron_endpoint_url TEXT NOT NULL,
-      heartbeat_interval_s INTEGER NOT NULL,
-      token_hash TEXT NOT NULL,
-      status TEXT NOT NULL CHECK (status IN ('reachable', 'down', 'deregistered')),
-      last_heartbeat_at INTEGER NOT NULL,
-      registered_at INTEGER NOT NULL,
-      deregistered_at INTEGER
-    )`,
-    // At most one live registration per organization: the last line of defence against a racing duplicate.
-    `CREATE UNIQUE INDEX neurons_live_npi ON neurons (organization_npi) WHERE status <> 'deregistered'`,
-    `CREATE TABLE providers (
-      registration_id TEXT NOT NULL REFERENCES neurons (registration_id),
-      provider_npi TEXT NOT NULL,
-      provider_id TEXT NOT NULL UNIQUE,
-      provider_name TEXT,
-      provider_types TEXT,
-      specialty TEXT,
-      provider_endpoint_url TEXT,
-      registered_at INTEGER NOT NULL,
-      PRIMARY KEY (registration_id, provider_npi)
-    )`,
-    `CREATE INDEX providers_npi ON providers (provider_npi)`
-  ),
-  // The group-committed heartbeat times, apart from the wide registration rows: a commit of a few hundred
-  // scattered heartbeats rewrites a few narrow pages instead of one wide page per neuron. A neuron's last
-  // heartbeat is the later of this and `neurons.last_heartbeat_at` (written with registrations and changes).
-  "0002_create_heartbeats": statements(
-    `CREATE TABLE heartbeats (
-      seq INTEGER PRIMARY KEY REFERENCES neurons (seq),
-      last_heartbeat_at INTEGER NOT NULL
-    )`
-  )
+  "0001_create_neurons": dialects({
+    sqlite: [
+      `CREATE TABLE neurons (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        registration_id TEXT NOT NULL UNIQUE,
+        organization_npi TEXT NOT NULL,
+        organization_name TEXT NOT NULL,
+        organization_type TEXT NOT NULL,
+        neuron_endpoint_url TEXT NOT NULL,
+        heartbeat_interval_s INTEGER NOT NULL,
+        token_hash TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('reachable', 'down', 'deregistered')),
+        last_heartbeat_at INTEGER NOT NULL,
+        registered_at INTEGER NOT NULL,
+        deregistered_at INTEGER
+      )`,
+      // At most one live registration per organization: the last line of defence against a racing duplicate.
+      `CREATE UNIQUE INDEX neurons_live_npi ON neurons (organization_npi) WHERE status <> 'deregistered'`,
+      `CREATE TABLE providers (
+        registration_id TEXT NOT NULL REFERENCES neurons (registration_id),
+        provider_npi TEXT NOT NULL,
+        provider_id TEXT NOT NULL UNIQUE,
+        provider_name TEXT,
+        provider_types TEXT,
+        specialty TEXT,
+        provider_endpoint_url TEXT,
+        registered_at INTEGER NOT NULL,
+        PRIMARY KEY (registration_id, provider_npi)
+      )`,
+      `CREATE INDEX providers_npi ON providers (provider_npi)`
+    ],
+    pg: [
+      // fillfactor 80: a heartbeat rewrites its row in place on the same page (a HOT update, no index write).
+      `CREATE TABLE neurons (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        registration_id TEXT NOT NULL UNIQUE,
+        organization_npi TEXT NOT NULL,
+        organization_name TEXT NOT NULL,
+        organization_type TEXT NOT NULL,
+        neuron_endpoint_url TEXT NOT NULL,
+        heartbeat_interval_s INTEGER NOT NULL,
+        token_hash TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('reachable', 'down', 'deregistered')),
+        last_heartbeat_at BIGINT NOT NULL,
+        registered_at BIGINT NOT NULL,
+        deregistered_at BIGINT
+      ) WITH (fillfactor = 80)`,
+      `CREATE UNIQUE INDEX neurons_live_npi ON neurons (organization_npi) WHERE status <> 'deregistered'`,
+      `CREATE TABLE providers (
+        registration_id TEXT NOT NULL REFERENCES neurons (registration_id),
+        provider_npi TEXT NOT NULL,
+        provider_id TEXT NOT NULL UNIQUE,
+        provider_name TEXT,
+        provider_types TEXT,
+        specialty TEXT,
+        provider_endpoint_url TEXT,
+        registered_at BIGINT NOT NULL,
+        PRIMARY KEY (registration_id, provider_npi)
+      )`,
+      `CREATE INDEX providers_npi ON providers (provider_npi)`
+    ]
+  }),
+  // The group-committed heartbeat times (SQLite), apart from the wide registration rows: a commit of a few
+  // hundred scattered heartbeats rewrites a few narrow pages instead of one wide page per neuron. A neuron's last
+  // heartbeat is the later of this and `neurons.last_heartbeat_at`. PostgreSQL writes each heartbeat into its
+  // `neurons` row (one HOT update) and leaves this table empty; it exists there so both schemas stay one.
+  "0002_create_heartbeats": dialects({
+    sqlite: [
+      `CREATE TABLE heartbeats (
+        seq INTEGER PRIMARY KEY REFERENCES neurons (seq),
+        last_heartbeat_at INTEGER NOT NULL
+      )`
+    ],
+    pg: [
+      `CREATE TABLE heartbeats (
+        seq BIGINT PRIMARY KEY REFERENCES neurons (seq),
+        last_heartbeat_at BIGINT NOT NULL
+      )`
+    ]
+  }),
+  // Shared state of many instances on one database: the token lookup (a registry without the in-memory index
+  // finds a token's owner by it), the alerts as rows (served by every instance), the sweeper's lease (one
+  // sweeper at a time), and the index of live neurons in registration order for listings. SQLite, one process
+  // with its index in memory and its alerts in files, has the same tables and leaves the last three empty.
+  "0003_shared_state": dialects({
+    sqlite: [
+      `CREATE INDEX neurons_token ON neurons (token_hash)`,
+      `CREATE INDEX neurons_live_seq ON neurons (seq) WHERE status <> 'deregistered'`,
+      `CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        alert_type TEXT NOT NULL,
+        registration_id TEXT NOT NULL,
+        organization_npi TEXT NOT NULL,
+        missed_beats INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        ts INTEGER NOT NULL
+      )`,
+      `CREATE INDEX alerts_ts ON alerts (ts, id)`,
+      `CREATE TABLE sweeper_lease (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        holder TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        last_sweep_at INTEGER
+      )`
+    ],
+    pg: [
+      `CREATE INDEX neurons_token ON neurons (token_hash)`,
+      // Listings walk live neurons in registration order: an index on exactly those rows.
+      `CREATE INDEX neurons_live_seq ON neurons (seq) WHERE status <> 'deregistered'`,
+      `CREATE TABLE alerts (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        alert_type TEXT NOT NULL,
+        registration_id TEXT NOT NULL,
+        organization_npi TEXT NOT NULL,
+        missed_beats INTEGER NOT NULL,
+        last_seen BIGINT NOT NULL,
+        action TEXT NOT NULL,
+        ts BIGINT NOT NULL
+      )`,
+      `CREATE INDEX alerts_ts ON alerts (ts, id)`,
+      `CREATE TABLE sweeper_lease (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        holder TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        last_sweep_at BIGINT
+      )`
+    ]
+  })
 }
