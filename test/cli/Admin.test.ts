@@ -135,7 +135,7 @@ describe("neuron status, provider, relationships (the built command against a ru
   )
 
   it.scopedLive(
-    "neuron relationships list: a patient's handshake shows, --json parsed, --provider filters, the table names it",
+    "neuron relationships list and terminate: a patient's handshake shows, --json parsed, --provider filters, the table names it; terminate ends it (exit 0), again or unknown is refused (exit 1)",
     () =>
       Effect.gen(function*() {
         const { env, neuron } = yield* neuronWithToken()
@@ -170,6 +170,26 @@ describe("neuron status, provider, relationships (the built command against a ru
         assert.strictEqual(table.code, 0, table.stderr)
         assert.match(table.stdout, /^RELATIONSHIP +PATIENT AGENT +PROVIDER +STATUS +CREATED +ACTIONS$/m)
         assert.include(table.stdout, done.relationship_id)
+        // The organization ends it: exit 0 and the relationship, now terminated; again (ALREADY_ENDED) and an
+        // unknown id are refusals, exit 1, one line each.
+        const ended = yield* runCommand(
+          ["relationships", "terminate", done.relationship_id, "--reason", "the patient moved away", "--json"],
+          env
+        )
+        assert.strictEqual(ended.code, 0, ended.stderr)
+        assert.deepInclude(jsonOf(ended), {
+          relationship_id: done.relationship_id,
+          status: "terminated",
+          end_reason: "the patient moved away"
+        })
+        const [again, unknown] = yield* Effect.all([
+          runCommand(["relationships", "terminate", done.relationship_id, "--reason", "twice"], env),
+          runCommand(["relationships", "terminate", "no-such-relationship", "--reason", "none"], env)
+        ], { concurrency: "unbounded" })
+        assertOneLineError(again, 1, /409|ALREADY_ENDED|not active|ended/i)
+        assertOneLineError(unknown, 1, /404|no relationship|not found/i)
+        const after = jsonOf(yield* runCommand(["relationships", "list", "--json"], env)).relationships
+        assert.deepStrictEqual(after.map((r: any) => r.status), ["terminated"])
       }),
     COMMANDS_TIMEOUT
   )

@@ -240,6 +240,8 @@ describe("neuron init, start, axon, verify-audit, --help (the built command)", (
           ["provider", "list"],
           ["relationships"],
           ["relationships", "list"],
+          ["relationships", "terminate"],
+          ["discover"],
           ["verify-audit"],
           ["api-key"],
           ["api-key", "create"],
