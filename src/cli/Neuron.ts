@@ -5,6 +5,7 @@
 import * as Command from "@effect/cli/Command"
 import { AdminClient } from "./AdminClient.js"
 import { apiKey } from "./ApiKey.js"
+import { discover } from "./Discover.js"
 import { init } from "./Init.js"
 import { provider } from "./Provider.js"
 import { relationships } from "./Relationships.js"
@@ -25,6 +26,7 @@ const subcommands = [
   admin(relationships),
   verifyAudit,
   admin(apiKey),
+  discover,
   axon
 ] as const
 

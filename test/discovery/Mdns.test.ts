@@ -67,7 +67,7 @@ describe("local discovery over mDNS (section 9)", () => {
   )
 
   it.live(
-    "NEURON_MDNS=true in a private network namespace: the built Neuron advertises _careagent-neuron._tcp (TXT npi, ver, ep; its port), discover lists it, and SIGTERM sends the goodbye before it exits 0",
+    "NEURON_MDNS=true in a private network namespace: the built Neuron advertises _careagent-neuron._tcp (TXT npi, ver, ep; its port), discover and the built `neuron discover --json` list it, and SIGTERM sends the goodbye before it exits 0",
     () =>
       Effect.gen(function*() {
         if (!namespaceAvailable()) {
@@ -97,6 +97,12 @@ describe("local discovery over mDNS (section 9)", () => {
         assert.deepStrictEqual(result.discovered.map((n: any) => [n.name, n.npi, n.ep]), [
           [name, "1234567893", "ws://127.0.0.1:8700/ws/handshake"]
         ])
+        // `neuron discover --json`, the built command in the same namespace, lists it too.
+        assert.strictEqual(result.discoverCommand.code, 0, result.discoverCommand.stderr)
+        assert.deepStrictEqual(
+          JSON.parse(result.discoverCommand.stdout).neurons.map((n: any) => [n.name, n.npi, n.ep, n.port]),
+          [[name, "1234567893", "ws://127.0.0.1:8700/ws/handshake", 8700]]
+        )
         assert.isTrue(result.down, `no goodbye after SIGTERM: ${result.output}`)
         assert.strictEqual(result.exit, 0)
         assert.include(result.output, "mDNS advertisement withdrawn (goodbye sent)")

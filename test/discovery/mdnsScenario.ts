@@ -52,11 +52,25 @@ const exited = new Promise<number | null>((resolve) => child.on("exit", (code) =
 
 const up = await waitFor(() => seen.some((e) => e.event === "up"), 30_000)
 const discovered = up ? await Effect.runPromise(discoverOnNetwork("1500 millis")) : []
+// `neuron discover`, the built command, as an operator runs it on the same network.
+const command = up
+  ? ChildProcess.spawnSync(process.execPath, ["dist/neuron.js", "discover", "--timeout", "2", "--json"], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? "" },
+    encoding: "utf8",
+    timeout: 30_000
+  })
+  : undefined
+const discoverCommand = command === undefined
+  ? null
+  : { code: command.status, stdout: command.stdout, stderr: command.stderr }
 child.kill("SIGTERM")
 const down = await waitFor(() => seen.some((e) => e.event === "down"), 10_000)
 const exit = await exited
 browser.stop()
 bonjour.destroy()
 Fs.rmSync(dataDir, { recursive: true, force: true })
-process.stdout.write(JSON.stringify({ up, down, exit, seen, discovered, output: output.slice(-4000) }) + "\n")
+process.stdout.write(
+  JSON.stringify({ up, down, exit, seen, discovered, discoverCommand, output: output.slice(-4000) }) + "\n"
+)
 process.exit(0)
