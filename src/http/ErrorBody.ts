@@ -56,6 +56,11 @@ export const errorResponse = (
 export const describeParseError = (error: ParseResult.ParseError): string =>
   describeIssues(ParseResult.ArrayFormatter.formatErrorSync(error))
 
+// A refusal names the field and says what was wrong; it must not echo a hostile value (or key) back at length.
+const MAX_FIELD = 120
+const MAX_MESSAGE = 240
+const clip = (text: string, max: number) => text.length <= max ? text : `${text.slice(0, max - 1)}…`
+
 /** `describeParseError` for issues already formatted by `ArrayFormatter` (as in `HttpApiDecodeError.issues`). */
 export const describeIssues = (issues: ReadonlyArray<ParseResult.ArrayFormatterIssue>): string => {
   const lines = issues.map((issue) => {
@@ -65,7 +70,7 @@ export const describeIssues = (issues: ReadonlyArray<ParseResult.ArrayFormatterI
       : issue._tag === "Unexpected"
       ? "is not allowed"
       : issue.message
-    return `${field}: ${message}`
+    return `${clip(field, MAX_FIELD)}: ${clip(message, MAX_MESSAGE)}`
   })
   return Array.from(new Set(lines)).join("; ")
 }

@@ -200,6 +200,21 @@ describe("hostile input: handshake messages", () => {
     assertFrameAnswer(total("decodeFrame(challenge_response)", () => decodeResponse(text)))
   })
 
+  it("handshake messages: a refusal never echoes a hostile value or key at length (fast-check's counterexample, seed 469321677)", () => {
+    const huge = "A".repeat(5_000)
+    const frame = JSON.stringify({
+      type: "handshake.auth",
+      consent_token_payload: { [huge]: huge },
+      consent_token_signature: huge,
+      patient_agent_id: "p",
+      patient_public_key: huge,
+      patient_endpoint: huge
+    })
+    const result = decodeAuth(frame)
+    assertFrameAnswer(result)
+    assert.isTrue(Either.isLeft(result))
+  })
+
   it.prop("handshake messages: an auth with one field replaced by junk, removed or added is decoded or refused", [
     bodyOf(HandshakeAuth)
   ], ([body]) => {
