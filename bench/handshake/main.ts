@@ -8,6 +8,9 @@
  *
  * `pnpm bench handshake --hold`: 10 000 WebSocket connections left in the auth step, and the server's memory.
  *
+ * `pnpm bench handshake --ops`: Effect operations and fibers per handshake, counted (ops.ts): not timed, so a
+ * change can be judged on a busy machine.
+ *
  * Environment: BENCH_HANDSHAKES (20000 per server), BENCH_ROUNDS (4), BENCH_CONCURRENCY (64),
  * BENCH_PATIENTS (2000), BENCH_PACED_RATE (200), BENCH_HOLD (10000), BENCH_PROFILE=<folder> (CPU profiles of
  * both servers' last round and of the Neuron while paced, and where their CPU went).
@@ -16,4 +19,5 @@ import { run } from "./harness.js"
 import { hold } from "./hold.js"
 import { throughput } from "./throughput.js"
 
-await run(process.argv.includes("--hold") ? hold : throughput)
+if (process.argv.includes("--ops")) await import("./ops.js")
+else await run(process.argv.includes("--hold") ? hold : throughput)
