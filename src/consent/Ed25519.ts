@@ -96,16 +96,16 @@ export const decodeSignature = (text: unknown, field: string): Either.Either<Buf
 }
 
 /**
- * True when `signature` is a valid Ed25519 signature by `key` over exactly `data`. It runs in libuv's thread
- * pool (`crypto.verify` with a callback), so the event loop serves other connections meanwhile: on a machine
- * with a spare core the handshake rate rises (BENCHMARKS.md), and a burst of handshakes does not stall it.
+ * True when `signature` is a valid Ed25519 signature by `key` over exactly `data`. Synchronous, on the calling
+ * thread: a verification takes about 60 µs, less than handing it to libuv's thread pool and resuming the fiber
+ * afterwards costs in CPU (two thread hand-offs and a fiber suspension per verification; BENCHMARKS.md, issue 11).
  */
 export const verify = (key: PatientKey, data: Uint8Array, signature: Uint8Array): Effect.Effect<boolean> =>
-  Effect.async<boolean>((resume) => {
+  Effect.sync(() => {
     try {
-      nodeVerify(null, data, key.keyObject, signature, (error, ok) => resume(Effect.succeed(error === null && ok)))
+      return nodeVerify(null, data, key.keyObject, signature)
     } catch {
       // Only reachable with a key or signature of the wrong kind, which the decoders above rule out.
-      resume(Effect.succeed(false))
+      return false
     }
   })
