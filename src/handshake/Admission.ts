@@ -9,19 +9,27 @@
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Scope from "effect/Scope"
 
-/** How a request for a slot ended. `admitted`: the slot is held until the caller's scope closes. */
+/** How a request for a slot ended. `admitted`: the caller holds a slot until it calls `release`. */
 export type AdmissionResult = "admitted" | "timeout" | "closed"
 
-/** A concurrency ceiling with a FIFO queue. */
+/**
+ * A concurrency ceiling with a FIFO queue. A slot is held until `release` is called, once, by its holder: the
+ * HandshakeServer releases it from the socket's `close` event, so that a connection needs no fiber or scope
+ * of its own while it waits for its first frame (BENCHMARKS.md, issue 11).
+ */
 export interface Admission {
-  /** Takes a slot, waiting in line for at most `timeout`; the slot is released when the scope closes. */
-  readonly admit: (timeout: Duration.DurationInput) => Effect.Effect<AdmissionResult, never, Scope.Scope>
+  /** Takes a slot at once if one is free and nobody is waiting (and the gate is open): true when taken. */
+  readonly tryTake: () => boolean
+  /**
+   * Takes a slot, waiting in line for at most `timeout`. Interrupted while waiting, it leaves the line (a slot
+   * handed over in the same instant goes back); `admitted` is returned only with the slot held.
+   */
+  readonly admit: (timeout: Duration.DurationInput) => Effect.Effect<AdmissionResult>
+  /** Gives a held slot back: to the oldest waiter if there is one. */
+  readonly release: () => void
   /** Refuses every waiter and every later request with `closed` (on shutdown). Held slots stay held. */
   readonly close: Effect.Effect<void>
-  /** True when `admit` would take a slot at once (a slot free, nobody waiting, not closed). */
-  readonly available: () => boolean
   /** Slots in use. */
   readonly inUse: Effect.Effect<number>
   /** Requests waiting in line. */
@@ -61,27 +69,24 @@ export const make = (permits: number): Effect.Effect<Admission> =>
         waiter.wake = (granted) => resume(Effect.succeed(granted))
       })
 
-    // On the scope itself (not `Effect.addFinalizer`, which snapshots the fiber's references for the release).
-    const holdUntilScopeCloses = Effect.flatMap(
-      Effect.scope,
-      (scope) => Effect.as(Scope.addFinalizer(scope, Effect.sync(release)), "admitted" as const)
-    )
-
     // Runs uninterruptibly once the wait is over, however it ended: leaves the line, or keeps (or gives back)
     // a slot that was handed over in the same instant.
-    const afterWait = (waiter: Waiter, timedOut: boolean): Effect.Effect<AdmissionResult, never, Scope.Scope> => {
-      if (waiters.delete(waiter)) return Effect.succeed(timedOut ? "timeout" : "closed")
-      return waiter.outcome === true ? holdUntilScopeCloses : Effect.succeed("closed")
+    const afterWait = (waiter: Waiter, timedOut: boolean): AdmissionResult => {
+      if (waiters.delete(waiter)) return timedOut ? "timeout" : "closed"
+      return waiter.outcome === true ? "admitted" : "closed"
+    }
+
+    const tryTake = () => {
+      if (closed || free === 0 || waiters.size > 0) return false
+      free--
+      return true
     }
 
     const admit = (timeout: Duration.DurationInput) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.suspend((): Effect.Effect<AdmissionResult, never, Scope.Scope> => {
+        Effect.suspend((): Effect.Effect<AdmissionResult> => {
           if (closed) return Effect.succeed("closed")
-          if (free > 0 && waiters.size === 0) {
-            free--
-            return holdUntilScopeCloses
-          }
+          if (tryTake()) return Effect.succeed("admitted")
           const waiter: Waiter = { outcome: undefined, wake: undefined }
           waiters.add(waiter)
           return restore(Effect.timeoutOption(waitFor(waiter), timeout)).pipe(
@@ -90,7 +95,7 @@ export const make = (permits: number): Effect.Effect<Admission> =>
                 if (!waiters.delete(waiter) && waiter.outcome === true) release()
               })
             ),
-            Effect.flatMap((result) => afterWait(waiter, Option.isNone(result)))
+            Effect.map((result) => afterWait(waiter, Option.isNone(result)))
           )
         })
       )
@@ -101,9 +106,10 @@ export const make = (permits: number): Effect.Effect<Admission> =>
     })
 
     return {
+      tryTake,
       admit,
+      release,
       close,
-      available: () => !closed && free > 0 && waiters.size === 0,
       inUse: Effect.sync(() => permits - free),
       waiting: Effect.sync(() => waiters.size)
     }

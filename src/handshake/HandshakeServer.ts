@@ -124,11 +124,10 @@ interface Waiting {
 /**
  * While an upgrade waits in the queue its socket is read, so that a client that leaves (FIN) is seen and gives
  * its place up: an unread socket never reports the peer's end. What arrives is kept (up to `limit`, then the
- * socket is paused: TCP holds the rest) and handed to `ws` with the head. An upgrade that does not wait is
- * left alone (nothing to read before `ws` takes the socket).
+ * socket is paused: TCP holds the rest) and handed to `ws` with the head. An upgrade admitted at once is
+ * upgraded right at its event (nothing to read before `ws` takes the socket).
  */
-const waitingFor = (socket: Duplex, head: Buffer, gone: () => void, queued: boolean, limit = 1 << 17): Waiting => {
-  if (!queued) return { head: () => head, resume: () => {} }
+const waitingFor = (socket: Duplex, head: Buffer, gone: () => void, limit = 1 << 17): Waiting => {
   const chunks: Array<Buffer> = [head]
   let bytes = head.length
   let reading = true
@@ -213,19 +212,15 @@ export const make = (options: HandshakeServerOptions) =>
     const originRefused = (origin: string | undefined) =>
       origin !== undefined && Option.isSome(allowed) && !allowed.value.has(normalizeOrigin(origin))
 
-    // Registered on the connection's scope directly: cheaper than `acquireRelease` (no fiber-reference snapshot).
-    const track = (tracked: Tracked, scope: Scope.Scope) =>
-      Effect.suspend(() => {
-        sessions.add(tracked)
-        drained.unsafeClose()
-        return Scope.addFinalizer(
-          scope,
-          Effect.sync(() => {
-            sessions.delete(tracked)
-            if (sessions.size === 0) drained.unsafeOpen()
-          })
-        )
-      })
+    // A handshake is tracked from its upgrade request until its socket is gone (or its upgrade refused).
+    const track = (tracked: Tracked) => {
+      sessions.add(tracked)
+      drained.unsafeClose()
+    }
+    const untrack = (tracked: Tracked) => {
+      sessions.delete(tracked)
+      if (sessions.size === 0) drained.unsafeOpen()
+    }
 
     // On shutdown: queued upgrades get 503, running handshakes close with 1001 (their reader is told to stop
     // before anything else it has not read yet); wait until all are gone.
@@ -264,70 +259,110 @@ export const make = (options: HandshakeServerOptions) =>
      * Serves an upgraded connection to its end; runs uninterruptibly, in its own fiber. One span per handshake
      * (a root span: the upgrade request has none), named by its outcome, and its time in the latency histogram.
      */
-    const serveConnection = (session: HandshakeProtocol.SessionInfo, connection: WebSocketConnection.Upgraded) =>
-      Effect.flatMap(Clock.currentTimeNanos, (start) =>
+    const serveConnection = (session: HandshakeProtocol.SessionInfo, connection: WebSocketConnection.Upgraded) => {
+      const served = Effect.flatMap(Clock.currentTimeNanos, (start) =>
         Effect.flatMap(
           Effect.exit(HandshakeProtocol.run(session, connection, settings, services)),
           (exit) =>
-            Effect.tap(HandshakeOutcome.finish(session, connection, exit, services), (outcome) => {
+            Effect.flatMap(HandshakeOutcome.finish(session, connection, exit, services), (outcome) => {
               count(outcome)
-            })
-        ).pipe(
-          Effect.tap((outcome) =>
-            Effect.flatMap(Clock.currentTimeNanos, (end) => {
-              if (Option.isSome(metrics)) metrics.value.handshake(outcome, Number(end - start) / 1e9)
-              return Effect.annotateCurrentSpan({
-                "handshake.outcome": outcome,
-                "handshake.provider_npi": session.provider_npi ?? ""
+              return Effect.flatMap(Clock.currentTimeNanos, (end) => {
+                if (Option.isSome(metrics)) metrics.value.handshake(outcome, Number(end - start) / 1e9)
+                return tracing
+                  ? Effect.annotateCurrentSpan({
+                    "handshake.outcome": outcome,
+                    "handshake.provider_npi": session.provider_npi ?? ""
+                  })
+                  : Effect.void
               })
             })
-          ),
-          Effect.withSpan("HandshakeServer.handshake", {
-            kind: "server",
-            attributes: { "handshake.connection_id": session.connection_id }
-          })
         ))
+      // Without a tracer the span would be recorded nowhere, but `withSpan` still builds it and captures a
+      // stack trace for it: about 30 µs per handshake (BENCHMARKS.md, issue 11).
+      return tracing
+        ? Effect.withSpan(served, "HandshakeServer.handshake", {
+          kind: "server",
+          attributes: { "handshake.connection_id": session.connection_id }
+        })
+        : served
+    }
+
+    // The deadline's sleeping fiber under a Clock other than the live one (a TestClock in tests).
+    const forkDeadline = (effect: Effect.Effect<void>) => runFork(effect)
 
     /**
-     * Waits for a slot and upgrades, everything acquired on `scope`; true once upgraded. The upgrade is
-     * answered here when it is refused (503), or dropped when the client went away meanwhile.
+     * Upgrades an admitted request (its slot held) and serves the connection from its first event: plain code
+     * at the `upgrade` event, no fiber until a frame arrives (BENCHMARKS.md, issue 11). The slot and the
+     * session are given back when the socket is gone, whoever closed it. False when the client went away or
+     * `ws` refused the request (the slot is given back at once).
      */
-    const open = (
-      incoming: IncomingMessage,
-      socket: Duplex,
-      waiting: Waiting,
-      tracked: Tracked,
-      scope: Scope.CloseableScope
-    ): Effect.Effect<boolean> =>
-      Effect.gen(function*() {
-        const session = tracked.session
-        yield* track(tracked, scope)
-        const admitted = yield* Scope.extend(admission.admit(settings.queueTimeout), scope)
-        if (admitted !== "admitted") {
-          unavailable(
-            socket,
-            admitted === "timeout" ? "too many handshakes in progress: retry later" : "the neuron is shutting down"
-          )
-          return false
-        }
-        const upgradedAt = yield* Clock.currentTimeMillis
-        const upgraded = yield* Scope.extend(
-          WebSocketConnection.upgrade(wss, incoming, upgradedAt + authTimeoutMillis, waiting.head()),
-          scope
-        )
-        waiting.resume()
-        if (Option.isNone(upgraded)) return false
-        const connection = upgraded.value
-        session.state = "awaiting_auth"
-        session.upgraded_at = new Date(upgradedAt).toISOString()
-        tracked.connection = connection
-        if (stopping) connection.stop()
-        // The connection's fiber starts at its first event: a waiting connection holds no fiber.
-        connection.whenReady(() =>
-          runFork(Effect.ensuring(serveConnection(session, connection), Scope.close(scope, Exit.void)))
-        )
-        return true
-      })
+    const upgradeAdmitted = (incoming: IncomingMessage, tracked: Tracked, head: Buffer): boolean => {
+      const session = tracked.session
+      const upgradedAt = clock.unsafeCurrentTimeMillis()
+      const released = () => {
+        admission.release()
+        untrack(tracked)
+      }
+      const connection = WebSocketConnection.upgrade(
+        wss,
+        incoming,
+        head,
+        upgradedAt + authTimeoutMillis,
+        clock,
+        forkDeadline,
+        released
+      )
+      if (connection === undefined) {
+        released()
+        return false
+      }
+      session.state = "awaiting_auth"
+      session.upgraded_at = new Date(upgradedAt).toISOString()
+      tracked.connection = connection
+      if (stopping) connection.stop()
+      // The connection's fiber starts at its first event: a waiting connection holds no fiber. Its outcome
+      // closes the socket; should anything end it without doing so, the socket still goes (1001).
+      connection.whenReady(() =>
+        runFork(Effect.ensuring(serveConnection(session, connection), Effect.sync(() => connection.goingAway())))
+      )
+      return true
+    }
+
+    /**
+     * An upgrade that found every slot taken waits in line (FIFO, at most the queue time-out) in a fiber of
+     * its own, then is upgraded, answered 503, or dropped when the client went away meanwhile.
+     */
+    const queue = (incoming: IncomingMessage, socket: Duplex, head: Buffer, tracked: Tracked) => {
+      // A client that leaves while its upgrade waits in the queue gives its place up.
+      // (Set after `runFork`, which may run the fiber to its end before it returns.)
+      const running: { fiber?: Fiber.RuntimeFiber<void> } = {}
+      const gone = () => running.fiber?.unsafeInterruptAsFork(clientAbortFiberId)
+      socket.once("close", gone)
+      const waiting = waitingFor(socket, head, gone)
+      running.fiber = runFork(Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Effect.exit(restore(admission.admit(settings.queueTimeout))), (exit) =>
+          Effect.sync(() => {
+            socket.off("close", gone)
+            if (Exit.isSuccess(exit) && exit.value === "admitted") {
+              upgradeAdmitted(incoming, tracked, waiting.head())
+              return waiting.resume()
+            }
+            waiting.resume()
+            untrack(tracked)
+            if (Exit.isFailure(exit)) {
+              // Interrupted: the client left while queued.
+              if (!socket.destroyed) socket.destroy()
+              return
+            }
+            unavailable(
+              socket,
+              exit.value === "timeout"
+                ? "too many handshakes in progress: retry later"
+                : "the neuron is shutting down"
+            )
+          }))
+      ))
+    }
 
     /** One upgrade of the handshake path, from the Node server's `upgrade` event. */
     const accept = (incoming: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -335,7 +370,9 @@ export const make = (options: HandshakeServerOptions) =>
         count("FORBIDDEN")
         return answer(socket, 403, "FORBIDDEN", "this Origin is not allowed to open a handshake")
       }
-      if (stopping) return unavailable(socket, "the neuron is shutting down")
+      if (stopping) {
+        return unavailable(socket, "the neuron is shutting down")
+      }
       const tracked: Tracked = {
         session: {
           connection_id: randomUUID(),
@@ -349,27 +386,10 @@ export const make = (options: HandshakeServerOptions) =>
         },
         connection: undefined
       }
-      // A client that leaves while its upgrade waits in the queue gives its place up.
-      // (Set after `runFork`, which may run the fiber to its end before it returns.)
-      const running: { fiber?: Fiber.RuntimeFiber<void> } = {}
-      const gone = () => running.fiber?.unsafeInterruptAsFork(clientAbortFiberId)
-      socket.once("close", gone)
-      const waiting = waitingFor(socket, head, gone, !admission.available())
-      running.fiber = runFork(Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Scope.make(), (scope) =>
-          Effect.flatMap(Effect.exit(restore(open(incoming, socket, waiting, tracked, scope))), (exit) => {
-            socket.off("close", gone)
-            waiting.resume()
-            if (Exit.isSuccess(exit) && exit.value) {
-              return Effect.void
-            }
-            // Refused, gone, or interrupted (the client left while queued): release what was taken.
-            if (!socket.destroyed && Exit.isFailure(exit)) {
-              socket.destroy()
-            }
-            return Scope.close(scope, Exit.void)
-          }))
-      ))
+      track(tracked)
+      if (admission.tryTake()) {
+        upgradeAdmitted(incoming, tracked, head)
+      } else queue(incoming, socket, head, tracked)
     }
 
     // The Node servers whose upgrades this server takes, and how to give each back.

@@ -13,10 +13,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
-import * as Option from "effect/Option"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
 import type { IncomingMessage } from "node:http"
-import type { Duplex } from "node:stream"
 import { WebSocket, WebSocketServer } from "ws"
 import type { Inbound } from "./HandshakeProtocol.js"
 
@@ -58,13 +56,8 @@ export interface Upgraded {
   send(text: string): Effect.Effect<void>
   /** Starts the closing handshake with `code` (once; later calls do nothing). */
   close(code: number, reason: string): Effect.Effect<void>
-  /**
-   * Removes the `close` listeners others attached to the raw socket (all but `ws`'s own). The platform's upgrade
-   * handler keeps one that references its request fiber, to interrupt it if the client leaves; once the socket
-   * is upgraded and the request answered, that fiber is done, but the listener would keep it (with its request
-   * and response objects) for as long as the connection lives: about 5 KiB per waiting connection.
-   */
-  dropForeignCloseListeners(): void
+  /** Closes the socket with 1001 (going away) if it is still open: for a connection whose handshake ended without closing it. */
+  goingAway(): void
   /**
    * Calls `callback` once an event has arrived (now, if one has). A connection waiting for its first frame
    * needs no fiber until then: the server starts the handshake's fiber from here, so 10 000 idle connections
@@ -72,10 +65,6 @@ export interface Upgraded {
    */
   whenReady(callback: () => void): void
 }
-
-const EMPTY_HEAD = Buffer.alloc(0)
-
-type CloseListener = (...args: Array<unknown>) => void
 
 /** auth, challenge_response, and one more to refuse. */
 const MAX_FRAMES = 3
@@ -119,15 +108,9 @@ class Connection implements Upgraded {
   constructor(
     private readonly socket: WebSocket,
     private readonly clock: Clock.Clock,
-    private readonly raw: Duplex,
-    private readonly rawListeners: ReadonlyArray<CloseListener>
+    /** Runs the fiber that sleeps on a Clock other than the live one (see `setDeadline`). */
+    private readonly fork: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
   ) {}
-
-  dropForeignCloseListeners(): void {
-    for (const listener of this.raw.listeners("close")) {
-      if (!this.rawListeners.includes(listener as CloseListener)) this.raw.off("close", listener as CloseListener)
-    }
-  }
 
   offer(event: Inbound, first = false): void {
     if (first) this.events.unshift(event)
@@ -175,25 +158,25 @@ class Connection implements Upgraded {
   // Under the live Clock a plain timer; under another Clock (TestClock in tests) a fiber sleeping on it,
   // replaced when the deadline moves and interrupted without waiting (it only sleeps). Forking and
   // interrupting that fiber twice per handshake measured about 100 µs of CPU; the timer costs next to nothing.
-  setDeadline(atMillis: number): Effect.Effect<void> {
+  /** `setDeadline` as plain code (the server arms the first deadline at the upgrade, outside any fiber). */
+  deadline(atMillis: number): void {
     this.disarm()
     const i = this.events.indexOf(TIMED_OUT)
     if (i >= 0) this.events.splice(i, 1)
-    if (!Number.isFinite(atMillis)) return Effect.void
+    if (!Number.isFinite(atMillis)) return
     const delay = Math.max(0, atMillis - this.clock.unsafeCurrentTimeMillis())
     if (this.clock === liveClock) {
       // Longer than a Node timer can wait (about 24.8 days): never, like the live Clock's own sleep.
       if (delay <= MAX_TIMER_MILLIS) this.timeout = setTimeout(() => this.offer(TIMED_OUT), delay)
-      return Effect.void
+      return
     }
-    return Effect.map(
-      Effect.forkDaemon(
-        Effect.zipRight(this.clock.sleep(Duration.millis(delay)), Effect.sync(() => this.offer(TIMED_OUT)))
-      ),
-      (fiber) => {
-        this.timer = fiber
-      }
+    this.timer = this.fork(
+      Effect.zipRight(this.clock.sleep(Duration.millis(delay)), Effect.sync(() => this.offer(TIMED_OUT)))
     )
+  }
+
+  setDeadline(atMillis: number): Effect.Effect<void> {
+    return Effect.sync(() => this.deadline(atMillis))
   }
 
   stop(): void {
@@ -212,18 +195,13 @@ class Connection implements Upgraded {
     })
   }
 
-  /** Closes a socket still open with 1001 and waits until it is gone (at most the close time-out). */
-  readonly release: Effect.Effect<void> = Effect.async<void>((resume) => {
-    this.disarm()
-    const socket = this.socket
-    if (socket.readyState === WebSocket.CLOSED) return resume(Effect.void)
-    socket.once("close", () => resume(Effect.void))
-    if (socket.readyState === WebSocket.OPEN) socket.close(1001, "going away")
-  })
+  goingAway(): void {
+    if (this.socket.readyState === WebSocket.OPEN) this.socket.close(1001, "going away")
+  }
 }
 
 /** Feeds the socket's events to the connection. Listeners attached before anything else runs (see above). */
-const listen = (connection: Connection, ws: WebSocket) => {
+const listen = (connection: Connection, ws: WebSocket, onClosed: () => void) => {
   let refused: { readonly closeCode: number; readonly code: string } | undefined
   let frames = 0
   ws.on("message", (data, isBinary) => {
@@ -239,52 +217,40 @@ const listen = (connection: Connection, ws: WebSocket) => {
     refused = classify(error)
   })
   ws.once("close", (closeCode) => {
+    connection.disarm()
     connection.offer({ _tag: "Ended", ...(refused ?? { closeCode, code: "CONNECTION_CLOSED" }) })
+    onClosed()
   })
 }
 
 /**
  * Completes the WebSocket upgrade of `incoming` (the 101 is written now), with a first deadline at
- * `deadlineMillis` (Clock time). None when the client went away or `ws` refused the upgrade request (it
- * answers 400/405 itself). When the scope closes, a connection that was not closed yet is closed with 1001
- * (going away), and the scope waits until the socket is gone (at most the close time-out), so that nothing
- * else is ever written to it.
+ * `deadlineMillis` (Clock time). Undefined when the client went away or `ws` refused the upgrade request (it
+ * answers 400/405 itself). `onClosed` is called once the upgraded socket is gone: after the closing handshake,
+ * the peer's TCP close, or the close time-out; the holder of the connection releases what it holds there.
+ *
+ * Plain code, not an Effect: `handleUpgrade` completes synchronously (no `verifyClient`), so the connection
+ * needs no fiber, scope or finalizer of its own until its first event arrives (BENCHMARKS.md, issue 11). Whoever
+ * upgrades owns the socket: the HandshakeServer closes every connection it holds (1001) when its scope closes.
  */
 export const upgrade = (
   wss: WebSocketServer,
   incoming: IncomingMessage,
-  deadlineMillis: number,
   /** The bytes read past the upgrade request (the Node `upgrade` event's `head`): the first frame's start. */
-  head: Buffer = EMPTY_HEAD
-): Effect.Effect<Option.Option<Upgraded>, never, Scope.Scope> =>
-  Effect.flatMap(Effect.clock, (clock) => {
-    const acquire = Effect.async<Option.Option<Connection>>((resume) => {
-      const socket = incoming.socket
-      if (socket.destroyed) return resume(Effect.succeed(Option.none()))
-      const gone = () => resume(Effect.succeed(Option.none()))
-      const prior = socket.listeners("close")
-      socket.once("close", gone)
-      wss.handleUpgrade(incoming, socket, head, (ws) => {
-        socket.off("close", gone)
-        // What `ws` attached to the raw socket while upgrading: the only close listeners a connection needs.
-        const own = socket.listeners("close").filter((listener) => !prior.includes(listener)) as Array<CloseListener>
-        const connection = new Connection(ws, clock, socket, own)
-        listen(connection, ws)
-        resume(Effect.succeed(Option.some(connection)))
-      })
-      return Effect.sync(() => socket.off("close", gone))
-    })
-    // The release is registered on the scope itself rather than with `acquireRelease`, which also snapshots and
-    // restores the fiber's references around it: measurable per connection, and nothing here reads them.
-    return Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) =>
-      Effect.flatMap(acquire, (connection) =>
-        Option.isNone(connection)
-          ? Effect.succeed(Option.none())
-          : Effect.zipRight(
-            Effect.zipRight(
-              Scope.addFinalizer(scope, connection.value.release),
-              connection.value.setDeadline(deadlineMillis)
-            ),
-            Effect.succeed(Option.some<Upgraded>(connection.value))
-          ))))
+  head: Buffer,
+  deadlineMillis: number,
+  clock: Clock.Clock,
+  fork: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>,
+  onClosed: () => void
+): Upgraded | undefined => {
+  const socket = incoming.socket
+  if (socket.destroyed) return undefined
+  let connection: Connection | undefined
+  wss.handleUpgrade(incoming, socket, head, (ws) => {
+    connection = new Connection(ws, clock, fork)
+    listen(connection, ws, onClosed)
+    connection.deadline(deadlineMillis)
   })
+  // Not upgraded by now: `ws` found the socket closed or refused the request, and destroyed the socket.
+  return connection
+}

@@ -15,12 +15,15 @@ const holder = (
 ) =>
   Effect.gen(function*() {
     const release = yield* Deferred.make<void>()
-    const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+    const fiber = yield* Effect.fork(Effect.gen(function*() {
       const result = yield* gate.admit(timeout)
       order.push(`${name}:${result}`)
-      if (result === "admitted") yield* Deferred.await(release)
+      if (result === "admitted") {
+        yield* Deferred.await(release)
+        gate.release()
+      }
       return result
-    })))
+    }))
     yield* Effect.yieldNow()
     return { release: Deferred.succeed(release, undefined), fiber }
   })
@@ -85,10 +88,30 @@ describe("Admission (FIFO ceiling)", () => {
       const c = yield* holder(gate, "c", order)
       yield* gate.close
       assert.strictEqual(yield* Fiber.join(c.fiber), "closed")
-      assert.strictEqual(yield* Effect.scoped(gate.admit("1 second")), "closed")
+      assert.strictEqual(yield* gate.admit("1 second"), "closed")
+      assert.isFalse(gate.tryTake())
       assert.strictEqual(yield* gate.inUse, 2)
       yield* a.release
       yield* Fiber.join(a.fiber)
       assert.strictEqual(yield* gate.inUse, 1)
+    }))
+
+  it.effect("tryTake takes a free slot at once, never a held one nor ahead of a waiter; release hands it on", () =>
+    Effect.gen(function*() {
+      const gate = yield* Admission.make(1)
+      assert.isTrue(gate.tryTake())
+      assert.isFalse(gate.tryTake())
+      const order: Array<string> = []
+      const b = yield* holder(gate, "b", order)
+      assert.strictEqual(yield* gate.waiting, 1)
+      // The slot goes to the waiter, not to whoever asks first after the release.
+      gate.release()
+      assert.isFalse(gate.tryTake())
+      while (order.length === 0) yield* Effect.yieldNow()
+      assert.deepStrictEqual(order, ["b:admitted"])
+      yield* b.release
+      yield* Fiber.join(b.fiber)
+      assert.strictEqual(yield* gate.inUse, 0)
+      assert.isTrue(gate.tryTake())
     }))
 })
