@@ -196,7 +196,7 @@ export const run = Effect.fnUntraced(function*(
     provider_npi: npi,
     patient_public_key: verified.publicKey.b64u,
     consented_actions: verified.claims.consented_actions
-  }, (established) =>
+  }, (established, transaction) =>
     Effect.zipRight(
       audit.appendAll([
         startedEntry(session),
@@ -212,7 +212,7 @@ export const run = Effect.fnUntraced(function*(
             consented_actions: verified.claims.consented_actions
           }
         }
-      ]),
+      ], transaction),
       Effect.suspend(() => {
         const late = beyondLast(connection.poll())
         return late === undefined ? Effect.void : Effect.fail(late)

@@ -7,7 +7,10 @@
  * with its lifecycle event and its audit entry; the end is permanent (PROTOCOL.md section 8).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { Connection } from "@effect/sql/SqlConnection"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as SqlSchema from "@effect/sql/SqlSchema"
+import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -103,6 +106,20 @@ const parseActions = (text: string): ReadonlyArray<string> | undefined => {
   }
 }
 
+const UPSERT = `INSERT INTO relationships
+  (relationship_id, patient_agent_id, provider_npi, patient_public_key, consented_actions, status, created_at, updated_at)
+  VALUES (?, ?, ?, ?, ?, 'active', ?, ?)
+  ON CONFLICT (patient_agent_id, provider_npi) WHERE status = 'active' DO UPDATE SET
+    updated_at = CASE WHEN json(relationships.consented_actions) = json(excluded.consented_actions)
+      THEN relationships.updated_at ELSE excluded.updated_at END,
+    consented_actions = CASE WHEN json(relationships.consented_actions) = json(excluded.consented_actions)
+      THEN relationships.consented_actions ELSE excluded.consented_actions END
+    WHERE relationships.patient_public_key = excluded.patient_public_key
+  RETURNING relationship_id`
+
+const FIND_ACTIVE_KEY = `SELECT relationship_id, patient_public_key, consented_actions FROM relationships
+  WHERE patient_agent_id = ? AND provider_npi = ? AND status = 'active'`
+
 const PairRequest = Schema.Struct({ patient_agent_id: Schema.String, provider_npi: Schema.String })
 
 /** Builds the store on the host's SqlClient. */
@@ -119,36 +136,36 @@ export const make = Effect.gen(function*() {
       sql`SELECT * FROM relationships
           WHERE patient_agent_id = ${r.patient_agent_id} AND provider_npi = ${r.provider_npi} AND status = 'active'`
   })
-  // The handshake's hot path uses plain statements: no Schema encoding of a row it built itself.
+  // The handshake's hot path runs its statements on the transaction's connection directly (static text,
+  // prepared once by the driver; see `withPreparedTransaction`), with no Schema encoding of a row it built itself.
   // One statement creates the relationship or, when an active one with the same key exists, brings it to the
   // consent just verified and returns it: the conflict target names the partial index (only an active
   // duplicate conflicts; any other constraint violation still fails loudly), and a key that differs updates
   // nothing and returns nothing. `updated_at` moves only when the actions change (compared as JSON values).
-  const upsert = (row: {
+  const upsert = (connection: Connection, row: {
     readonly relationship_id: string
     readonly request: EstablishRequest
     readonly actions: string
     readonly now: string
   }) =>
-    sql<{ relationship_id: string }>`INSERT INTO relationships
-        (relationship_id, patient_agent_id, provider_npi, patient_public_key, consented_actions, status,
-         created_at, updated_at)
-        VALUES (${row.relationship_id}, ${row.request.patient_agent_id}, ${row.request.provider_npi},
-          ${row.request.patient_public_key}, ${row.actions}, 'active', ${row.now}, ${row.now})
-        ON CONFLICT (patient_agent_id, provider_npi) WHERE status = 'active' DO UPDATE SET
-          updated_at = CASE WHEN json(relationships.consented_actions) = json(excluded.consented_actions)
-            THEN relationships.updated_at ELSE excluded.updated_at END,
-          consented_actions = CASE WHEN json(relationships.consented_actions) = json(excluded.consented_actions)
-            THEN relationships.consented_actions ELSE excluded.consented_actions END
-          WHERE relationships.patient_public_key = excluded.patient_public_key
-        RETURNING relationship_id`
-  const findActiveKey = (r: EstablishRequest) =>
+    connection.execute(
+      UPSERT,
+      [
+        row.relationship_id,
+        row.request.patient_agent_id,
+        row.request.provider_npi,
+        row.request.patient_public_key,
+        row.actions,
+        row.now,
+        row.now
+      ],
+      undefined
+    ) as Effect.Effect<ReadonlyArray<{ relationship_id: string }>, SqlError>
+  const findActiveKey = (connection: Connection, r: EstablishRequest) =>
     Effect.flatMap(
-      sql<{ relationship_id: unknown; patient_public_key: unknown; consented_actions: unknown }>`SELECT
-          relationship_id, patient_public_key, consented_actions FROM relationships
-          WHERE patient_agent_id = ${r.patient_agent_id} AND provider_npi = ${r.provider_npi} AND status = 'active'`,
+      connection.execute(FIND_ACTIVE_KEY, [r.patient_agent_id, r.provider_npi], undefined),
       (rows) => {
-        const row = rows[0]
+        const row = rows[0] as { relationship_id: unknown; patient_public_key: unknown; consented_actions: unknown }
         if (row === undefined) return Effect.succeed(Option.none())
         const actions = typeof row.consented_actions === "string" ? parseActions(row.consented_actions) : undefined
         if (
@@ -186,34 +203,36 @@ export const make = Effect.gen(function*() {
    */
   const establish = <E = never>(
     request: EstablishRequest,
-    within?: (established: Established) => Effect.Effect<void, E>
+    within?: (established: Established, connection: Connection) => Effect.Effect<void, E>
   ): Effect.Effect<Established, RelationshipKeyMismatch | E> =>
-    Effect.gen(function*() {
-      const now = DateTime.formatIso(yield* DateTime.now)
-      const actions = JSON.stringify(request.consented_actions)
-      // Two rounds at most: the second only if the conflicting row was revoked before it could be read.
-      for (let round = 0; round < 2; round++) {
-        const relationship_id = randomUUID()
-        const [row] = yield* upsert({ relationship_id, request, actions, now })
-        if (row !== undefined) {
-          return {
-            relationship_id: row.relationship_id,
-            status: row.relationship_id === relationship_id ? "new" : "existing"
-          } satisfies Established
+    transaction((connection) =>
+      Effect.gen(function*() {
+        const now = new Date(yield* Clock.currentTimeMillis).toISOString()
+        const actions = JSON.stringify(request.consented_actions)
+        // Two rounds at most: the second only if the conflicting row was revoked before it could be read.
+        for (let round = 0; round < 2; round++) {
+          const relationship_id = randomUUID()
+          const [row] = yield* upsert(connection, { relationship_id, request, actions, now })
+          if (row !== undefined) {
+            const established: Established = {
+              relationship_id: row.relationship_id,
+              status: row.relationship_id === relationship_id ? "new" : "existing"
+            }
+            if (within !== undefined) yield* within(established, connection)
+            return established
+          }
+          // An active relationship with another key (or one revoked meanwhile: try again).
+          const existing = yield* findActiveKey(connection, request)
+          if (Option.isNone(existing)) continue
+          return yield* new RelationshipKeyMismatch({
+            reason: "key_mismatch",
+            message: "patient_public_key differs from the key of the existing relationship with this provider"
+          })
         }
-        // An active relationship with another key (or one revoked meanwhile: try again).
-        const existing = yield* findActiveKey(request)
-        if (Option.isNone(existing)) continue
-        return yield* new RelationshipKeyMismatch({
-          reason: "key_mismatch",
-          message: "patient_public_key differs from the key of the existing relationship with this provider"
-        })
-      }
-      return yield* Effect.dieMessage("relationships: the active relationship vanished twice while establishing")
-    }).pipe(
-      Effect.tap((established) => within === undefined ? Effect.void : within(established)),
+        return yield* Effect.dieMessage("relationships: the active relationship vanished twice while establishing")
+      })
+    ).pipe(
       // BEGIN / COMMIT kept prepared, no span: this is the handshake's one transaction.
-      transaction,
       timeTransaction(metrics, "handshake"),
       // No span of its own: it runs once per handshake, inside the handshake's.
       Effect.catchTag("SqlError", Effect.die)

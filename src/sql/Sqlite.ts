@@ -90,17 +90,21 @@ export const makeTempDir = (prefix = "neuron-"): Effect.Effect<string, never, Sc
 
 /**
  * `sql.withTransaction` for a hot path: the same BEGIN / COMMIT (ROLLBACK on failure) on the client's one
- * connection, held for the whole transaction, with the statements of `effect` run on it (through
- * `TransactionConnection`, as `withTransaction` provides it). The difference: `BEGIN`, `COMMIT` and `ROLLBACK` go
- * through the driver's prepared-statement cache (`withTransaction` prepares them anew every time), and no span
- * (the caller's work has its own when tracing is on). Inside another transaction it is that transaction's part.
+ * connection, held for the whole transaction and handed to `body`, which runs its statements on it directly
+ * (`connection.execute`: the driver's prepared-statement cache, without the Statement compiler, the connection
+ * lookup and the span of each `sql` statement: about 60 % of the handshake's Effect operations before; see
+ * BENCHMARKS.md, issue 11). Statements written with `sql` inside `body` still run on it (it is provided as
+ * `TransactionConnection`, as `withTransaction` does). `BEGIN`, `COMMIT` and `ROLLBACK` go through the prepared
+ * cache too, and there is no span (the caller's work has its own when tracing is on). Inside another
+ * transaction it is that transaction's part, on its connection.
  */
 export const withPreparedTransaction =
-  (sql: SqlClient.SqlClient) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+  (sql: SqlClient.SqlClient) =>
+  <A, E, R>(body: (connection: Connection) => Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
     Effect.flatMap(
       Effect.serviceOption(SqlClient.TransactionConnection),
       (outer) =>
-        Option.isSome(outer) ? effect : Effect.uninterruptibleMask((restore) =>
+        Option.isSome(outer) ? body(outer.value[0]) : Effect.uninterruptibleMask((restore) =>
           Effect.scoped(
             Effect.flatMap(sql.reserve, (connection) =>
               Effect.zipRight(
@@ -108,7 +112,11 @@ export const withPreparedTransaction =
                 connection.executeRaw("BEGIN IMMEDIATE", []),
                 Effect.flatMap(
                   Effect.exit(
-                    Effect.provideService(restore(effect), SqlClient.TransactionConnection, [connection, 0] as const)
+                    Effect.provideService(
+                      restore(body(connection)),
+                      SqlClient.TransactionConnection,
+                      [connection, 0] as const
+                    )
                   ),
                   (exit) =>
                     Effect.zipRight(

@@ -4,8 +4,9 @@
  * the handshake server. Callers must never put a secret in an entry: keys that name one are refused.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { Connection } from "@effect/sql/SqlConnection"
 import * as SqlSchema from "@effect/sql/SqlSchema"
-import * as DateTime from "effect/DateTime"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -65,6 +66,8 @@ interface Head {
 
 const COLUMNS = "seq, at, actor, action, subject, details, prev_hash, hash"
 
+const READ_HEAD = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+
 /**
  * An INSERT of `n` linked rows that only happens when the chain's head is still the one they were linked to
  * (a compare-and-set on `seq hash`; the last parameter). `INSERT ... SELECT` evaluates the condition before
@@ -83,10 +86,12 @@ const linkedInsert = (() => {
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
-  const readHead = Effect.map(
-    sql<Head>`SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`,
-    (rows): Head => rows[0] ?? { seq: 0, hash: GENESIS_HASH }
-  )
+  // On the connection of the caller's transaction (see `appendAll`), else through the client.
+  const readHead = (connection: Connection | undefined) =>
+    Effect.map(
+      connection === undefined ? sql.unsafe<Head>(READ_HEAD) : connection.execute(READ_HEAD, [], undefined),
+      (rows): Head => (rows[0] as Head | undefined) ?? { seq: 0, hash: GENESIS_HASH }
+    )
   const findAll = SqlSchema.findAll({
     Request: Schema.Struct({ action: Schema.NullOr(Schema.String), limit: Schema.Int }),
     Result: AuditEntry,
@@ -114,22 +119,25 @@ export const make = Effect.gen(function*() {
     return rows
   }
 
-  const insertLinked = (head: Head, rows: ReadonlyArray<RawEntry>) =>
-    Effect.map(
-      sql.unsafe<{ seq: number }>(linkedInsert(rows.length), [
-        ...rows.flatMap((r) => [r.seq, r.at, r.actor, r.action, r.subject, r.details, r.prev_hash, r.hash]),
-        `${head.seq} ${head.hash}`
-      ]),
+  const insertLinked = (connection: Connection | undefined, head: Head, rows: ReadonlyArray<RawEntry>) => {
+    const text = linkedInsert(rows.length)
+    const params = [
+      ...rows.flatMap((r) => [r.seq, r.at, r.actor, r.action, r.subject, r.details, r.prev_hash, r.hash]),
+      `${head.seq} ${head.hash}`
+    ]
+    return Effect.map(
+      connection === undefined ? sql.unsafe(text, params) : connection.execute(text, params, undefined),
       (inserted) => inserted.length === rows.length
     )
+  }
 
   // Runs holding the connection (in a transaction), so the head cannot move between the read and the insert.
-  const write = (pending: ReadonlyArray<Pending>) =>
+  const write = (pending: ReadonlyArray<Pending>, connection?: Connection) =>
     Effect.gen(function*() {
       for (let attempt = 0; attempt < 2; attempt++) {
-        const head = cachedHead ?? (yield* readHead)
+        const head = cachedHead ?? (yield* readHead(connection))
         const rows = link(head, pending)
-        if (yield* insertLinked(head, rows)) {
+        if (yield* insertLinked(connection, head, rows)) {
           const last = rows[rows.length - 1]!
           cachedHead = { seq: last.seq, hash: last.hash }
           return
@@ -141,11 +149,13 @@ export const make = Effect.gen(function*() {
 
   /**
    * Appends entries, in order, at the end of the chain: in the caller's transaction when there is one (they
-   * commit or roll back with it), else in one transaction of their own (one commit for all of them).
+   * commit or roll back with it), else in one transaction of their own (one commit for all of them). A caller
+   * that holds its transaction's connection (`Sqlite.withPreparedTransaction`) passes it: the writes then run
+   * on it directly.
    */
-  const appendAll = Effect.fnUntraced(function*(entries: ReadonlyArray<AuditInput>) {
+  const appendAll = Effect.fnUntraced(function*(entries: ReadonlyArray<AuditInput>, connection?: Connection) {
     if (entries.length === 0) return
-    const now = DateTime.formatIso(yield* DateTime.now)
+    const now = new Date(yield* Clock.currentTimeMillis).toISOString()
     const pending = yield* Effect.try(() =>
       entries.map((entry): Pending => ({
         at: entry.at ?? now,
@@ -157,6 +167,7 @@ export const make = Effect.gen(function*() {
     ).pipe(
       Effect.catchAll((e) => Effect.dieMessage(e.error instanceof Error ? e.error.message : String(e.error)))
     )
+    if (connection !== undefined) return yield* Effect.orDie(write(pending, connection))
     const inTransaction = Option.isSome(yield* Effect.serviceOption(SqlClient.TransactionConnection))
     yield* (inTransaction ? write(pending) : Sqlite.writeTransaction(sql)(write(pending))).pipe(Effect.orDie)
   })
