@@ -5,7 +5,6 @@
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import type * as Arr from "effect/Array"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -100,7 +99,7 @@ export const make = (options: AxonClientOptions): Effect.Effect<AxonClientServic
         request,
         token: options.enrollmentToken,
         onSuccess: (response, axonUrl) =>
-          Effect.map(HttpClientResponse.schemaBodyJson(RegistrationAnswer)(response), (body) => ({
+          Effect.map(AxonTransport.schemaBodyJson(RegistrationAnswer)(response), (body) => ({
             registration_id: body.registration_id,
             bearer_token: body.bearer_token,
             heartbeat_interval_s: body.heartbeat_interval_s ?? req.heartbeat_interval_s ?? DEFAULT_HEARTBEAT_INTERVAL_S,
@@ -124,7 +123,7 @@ export const make = (options: AxonClientOptions): Effect.Effect<AxonClientServic
         token: Option.some(ref.bearer_token),
         onSuccess: (response) =>
           Effect.flatMap(
-            HttpClientResponse.schemaBodyJson(HeartbeatAnswer)(response),
+            AxonTransport.schemaBodyJson(HeartbeatAnswer)(response),
             (body) =>
               body.last_heartbeat_at === undefined
                 ? Effect.map(DateTime.now, (now) => ({ last_heartbeat_at: now }))
@@ -147,7 +146,7 @@ export const make = (options: AxonClientOptions): Effect.Effect<AxonClientServic
           token: Option.some(ref.bearer_token),
           alreadyRegistered: { provider_id: null, alreadyRegistered: true },
           onSuccess: (response) =>
-            Effect.map(HttpClientResponse.schemaBodyJson(ProviderAnswer)(response), (body) => ({
+            Effect.map(AxonTransport.schemaBodyJson(ProviderAnswer)(response), (body) => ({
               provider_id: body.provider_id,
               alreadyRegistered: response.status === 200
             }))
@@ -170,7 +169,7 @@ export const make = (options: AxonClientOptions): Effect.Effect<AxonClientServic
         request: HttpClientRequest.get(`${neuronPath(ref)}/providers`),
         token: Option.some(ref.bearer_token),
         onSuccess: (response) =>
-          Effect.map(HttpClientResponse.schemaBodyJson(ProviderListAnswer)(response), (body) => body.providers)
+          Effect.map(AxonTransport.schemaBodyJson(ProviderListAnswer)(response), (body) => body.providers)
       })
     })
 

@@ -3,7 +3,7 @@
  * an `AxonError` (both error-body shapes), and failover across the registry URLs (`AxonFailover`).
  */
 import * as HttpClient from "@effect/platform/HttpClient"
-import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Arr from "effect/Array"
@@ -12,7 +12,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
-import type * as Schema from "effect/Schema"
+import * as Schema from "effect/Schema"
+import * as Json from "../domain/Json.js"
 import { describeParseError } from "../http/ErrorBody.js"
 import { AxonError, type AxonOperation, classify, describeAnswer, readErrorBody } from "./AxonError.js"
 import * as AxonFailover from "./AxonFailover.js"
@@ -30,6 +31,29 @@ export interface AxonCall<A> {
   ) => Effect.Effect<A, HttpClientError.ResponseError | ParseResult.ParseError>
   /** The value of a "400/409 already registered" answer, for the one call where that is a success. */
   readonly alreadyRegistered?: A
+}
+
+/**
+ * Reads a 2xx answer's JSON body with `schema`, as untrusted text: its nesting is bounded before it is parsed
+ * (`Json.parseUntrusted`). The platform's `schemaBodyJson` parses anything, and a registry answering JSON nested
+ * thousands deep then made Schema's error formatter overflow the stack: a defect instead of an AxonError.
+ */
+export const schemaBodyJson = <A, I>(schema: Schema.Schema<A, I>) => {
+  const decode = Schema.decodeUnknown(schema)
+  return (
+    response: HttpClientResponse.HttpClientResponse
+  ): Effect.Effect<A, HttpClientError.ResponseError | ParseResult.ParseError> =>
+    Effect.flatMap(response.text, (text): Effect.Effect<A, HttpClientError.ResponseError | ParseResult.ParseError> => {
+      const json = Json.parseUntrusted(text)
+      return json._tag === "Right" ? decode(json.right) : Effect.fail(
+        new HttpClientError.ResponseError({
+          request: response.request,
+          response,
+          reason: "Decode",
+          description: json.left === "too_deep" ? `the body ${Json.describeRefusal(json.left)}` : "not JSON"
+        })
+      )
+    })
 }
 
 /** Sends calls to the current registry, failing over on unreachable, time-out and 5xx. */
@@ -100,7 +124,7 @@ export const make = (options: {
               fail(
                 "undecodable",
                 `Axon registry at ${url} answered ${operation} with a body the Neuron cannot read: ${
-                  e._tag === "ParseError" ? describeParseError(e) : "not JSON"
+                  e._tag === "ParseError" ? describeParseError(e) : e.description ?? "not JSON"
                 }`,
                 { status: response.status }
               )

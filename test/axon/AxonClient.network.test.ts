@@ -165,6 +165,46 @@ describe("AxonClient failover", () => {
     }))
 })
 
+describe("AxonClient against a hostile registry", () => {
+  // A registry that answers JSON nested 100 000 deep (in a field the client reads, in one it ignores, and as the
+  // whole body) or an array of a million elements: every call fails as an AxonError (undecodable), never a
+  // defect (a stack overflow in a parser or a decoder would be one), and the process carries on.
+  const deep = (depth: number, leaf: string) => "[".repeat(depth) + leaf + "]".repeat(depth)
+  const answers: ReadonlyArray<readonly [string, string]> = [
+    ["the whole body nested 100 000 deep", deep(100_000, "1")],
+    ["registration_id nested 100 000 deep", `{"registration_id":${deep(100_000, "\"r\"")},"bearer_token":"t"}`],
+    [
+      "an unknown field nested 100 000 deep",
+      `{"registration_id":"r-1","bearer_token":"t","extra":${deep(100_000, "0")},"providers":${deep(100_000, "0")}}`
+    ],
+    ["a million-element array", `[${Array.from({ length: 1_000_000 }, () => "0").join(",")}]`]
+  ]
+  for (const [what, body] of answers) {
+    it.scoped(`deeply nested JSON: ${what} is an AxonError for every call, never a defect`, () =>
+      Effect.gen(function*() {
+        const hostile = yield* startFixedServer(200, body)
+        const client = yield* makeClient([hostile.url])
+        const calls: ReadonlyArray<Effect.Effect<unknown, AxonError>> = [
+          client.registerNeuron(neuron),
+          client.updateEndpoint(someRegistration, neuron.neuron_endpoint_url),
+          client.registerProvider(someRegistration, { provider_npi: "1558598797" } as never),
+          client.listProviders(someRegistration)
+        ]
+        for (const call of calls) {
+          const exit = yield* Effect.exit(call)
+          if (exit._tag === "Success") continue // an answer the call does not read (no body expected)
+          const failure = Cause.failureOption(exit.cause)
+          assert.isTrue(failure._tag === "Some", `a typed failure, not ${Cause.pretty(exit.cause).slice(0, 300)}`)
+          assert.instanceOf(failure._tag === "Some" ? failure.value : undefined, AxonError)
+        }
+        // Some call must have read the body: a test that cannot fail is a defect.
+        const error = yield* Effect.flip(client.registerNeuron(neuron))
+        assert.strictEqual(error.reason, "undecodable")
+        assert.isBelow(error.message.length, 2_000)
+      }))
+  }
+})
+
 describe("AxonClient secrets", () => {
   it.scoped("the bearer token never appears in an AxonError's message/fields or in captured logs", () =>
     Effect.gen(function*() {
