@@ -5,7 +5,7 @@
  *
  * - `OTEL_EXPORTER_OTLP_ENDPOINT` (`http://collector:4318`): spans go to `<endpoint>/v1/traces`;
  *   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` names the full URL instead. Unset: no exporter at all, nothing is sent,
- *   and spans cost only Effect's in-memory bookkeeping.
+ *   and no span is recorded either (Effect's tracer is turned off for the whole program: see `layer`).
  * - `OTEL_EXPORTER_OTLP_PROTOCOL`: `http/protobuf` (the default, as the OpenTelemetry specification says) or
  *   `http/json`.
  * - `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,key2=value2`, for a collector that wants a token): a secret, kept
@@ -101,8 +101,11 @@ export const make = (
   )
 
 /**
- * The tracer of a process: OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces endpoint) is set, else nothing
- * (Effect's default tracer stays, and no exporter exists). Provide it to the application's Layer.
+ * The tracer of a process: OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces endpoint) is set. Else tracing
+ * is off for every fiber built over this Layer: a span nobody exports is work for nothing (Effect's built-in
+ * tracer makes each one, with random ids, attributes and the HTTP client's header copies, and drops it), and the
+ * heartbeat call measurably paid for it (BENCHMARKS.md, "Tracing cost"). Provide it under the application's Layer,
+ * as `src/main.ts` does: the fiber references it sets reach everything built after it.
  */
 export const layer = (
   defaultServiceName: string
@@ -110,7 +113,7 @@ export const layer = (
   Layer.unwrapScoped(
     Effect.flatMap(config(defaultServiceName), (settings) =>
       Option.match(settings, {
-        onNone: () => Effect.succeed(Layer.empty),
+        onNone: () => Effect.succeed(Layer.setTracerEnabled(false)),
         onSome: (s) =>
           Effect.map(
             make(s),

@@ -11,13 +11,23 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Tracer from "effect/Tracer"
 import * as Http from "node:http"
 import { handshake, handshakeUrl } from "../../src/careagent/CareAgentClient.js"
 import { makePatientKey } from "../../src/careagent/CareAgentKeys.js"
 import * as Tracing from "../../src/observability/Tracing.js"
 import { listenScoped } from "../support/http.js"
-import { assertNoSecret, call, npiOf, readRecords, startNeuron, waitFor, waitUntil } from "../support/neuron.js"
-import { startRegistryWithServices } from "../support/registry.js"
+import {
+  assertNoSecret,
+  call,
+  npiOf,
+  readHealthFile,
+  readRecords,
+  startNeuron,
+  waitFor,
+  waitUntil
+} from "../support/neuron.js"
+import { startRegistry, startRegistryWithServices } from "../support/registry.js"
 
 const ENROLLMENT = "enroll-7c2e9b4a1f6d3085"
 const ADMIN = "admin-5a9e3c1b7d2f4068"
@@ -199,4 +209,126 @@ describe("Tracing over OTLP/HTTP", () => {
       assert.isTrue(bad._tag === "Left")
       if (bad._tag === "Left") assert.include(String(bad.left), "OTEL_EXPORTER_OTLP_ENDPOINT")
     }))
+})
+
+/** `Tracing.layer` as `src/main.ts` provides it, reading the OTEL_* `variables` instead of the environment. */
+const tracingLayer = (variables: Record<string, string>) =>
+  Tracing.layer("neuron").pipe(
+    Layer.provide(NodeHttpClient.layerUndici),
+    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(variables))))),
+    Layer.orDie
+  )
+
+/** A tracer that notes the name of every span it is asked to make, then makes it as Effect's built-in one does. */
+const countingTracer = () => {
+  const builtIn = Effect.runSync(Effect.tracer)
+  const names: Array<string> = []
+  const tracer = Tracer.make({
+    span: (name, ...rest) => {
+      names.push(name)
+      return builtIn.span(name, ...rest)
+    },
+    context: builtIn.context
+  })
+  return { names, tracer }
+}
+
+/**
+ * A Neuron built over `under` (as main.ts builds it over `Tracing.layer`) with `tracer` installed, doing what makes
+ * spans: it registers, beats at least twice more, adds a provider (an admin request and a registry call), answers
+ * `/v1/status` and completes a handshake. The test's own side (requests, the patient) runs with tracing off.
+ */
+const exercise = (under: Layer.Layer<never>, tracer: Tracer.Tracer) =>
+  Effect.gen(function*() {
+    const registry = yield* startRegistry()
+    const neuron = yield* startNeuron({
+      registryUrls: [registry.url],
+      overrides: { heartbeatInterval: "100 millis", adminToken: Option.some(Redacted.make(ADMIN)) },
+      under
+    }).pipe(Effect.withTracer(tracer), Effect.withTracerEnabled(true))
+    yield* waitUntil("healthy", Effect.map(call(neuron.url, "GET", "/health"), (a) => a.body?.status === "healthy"))
+    for (let beats = 0; beats < 2; beats++) {
+      const last = (yield* readHealthFile(neuron.dataDir))?.last_heartbeat_at
+      yield* waitUntil(
+        "another heartbeat",
+        Effect.map(readHealthFile(neuron.dataDir), (h) =>
+          typeof h?.last_heartbeat_at === "string" && h.last_heartbeat_at !== last)
+      )
+    }
+    const provider = npiOf(402)
+    assert.strictEqual(
+      (yield* call(neuron.url, "POST", "/v1/providers", { token: ADMIN, body: { provider_npi: provider } })).status,
+      201
+    )
+    assert.strictEqual((yield* call(neuron.url, "GET", "/v1/status", { token: ADMIN })).status, 200)
+    const done = yield* handshake({
+      url: handshakeUrl(neuron.url),
+      key: yield* makePatientKey,
+      patient_agent_id: "patient-untraced-1",
+      provider_npi: provider,
+      consented_actions: ["read:records"],
+      patient_endpoint: "https://patient.example/agent"
+    })
+    assert.strictEqual(done.provider_npi, provider)
+  }).pipe(Effect.withTracerEnabled(false))
+
+describe("Spans only with an exporter", () => {
+  it.scopedLive(
+    "traces: with no exporter configured (no OTEL_* variable), Tracing.layer makes the Neuron record no span at all: no per-call span of the registry calls (AxonClient.*, the HTTP client's), the heartbeat, the admin requests or the handshake",
+    () =>
+      Effect.gen(function*() {
+        const counting = countingTracer()
+        yield* exercise(tracingLayer({}), counting.tracer)
+        assert.deepStrictEqual(counting.names, [], "spans were made with no exporter configured")
+      })
+  )
+
+  it.scopedLive(
+    "traces: the span counter of the test above sees the per-call spans when tracing is on (without Tracing.layer): the registry calls, their HTTP client spans, the heartbeat, the admin requests, the handshake",
+    () =>
+      Effect.gen(function*() {
+        const counting = countingTracer()
+        yield* exercise(Layer.empty, counting.tracer)
+        assert.includeMembers([...new Set(counting.names)], [
+          "AxonClient.registerNeuron",
+          "AxonClient.updateEndpoint",
+          "AxonClient.registerProvider",
+          "http.client PUT",
+          "RegistrationService.beat",
+          "http.server POST",
+          "http.server GET",
+          "HandshakeServer.handshake"
+        ])
+      })
+  )
+
+  it.scopedLive(
+    "traces: with OTEL_EXPORTER_OTLP_ENDPOINT set, Tracing.layer (as main.ts provides it) exports the per-call spans: the heartbeat's registry call and its HTTP client span, the admin requests, the handshake",
+    () =>
+      Effect.gen(function*() {
+        const receiver = yield* startReceiver
+        yield* exercise(
+          tracingLayer({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" }),
+          Effect.runSync(Effect.tracer)
+        )
+        const wanted = [
+          "AxonClient.registerNeuron",
+          "AxonClient.updateEndpoint",
+          "AxonClient.registerProvider",
+          "http.client PUT",
+          "RegistrationService.beat",
+          "http.server POST",
+          "HandshakeServer.handshake"
+        ]
+        const names = yield* waitFor(
+          "the spans at the receiver",
+          Effect.sync(() => {
+            const names = new Set(spansOf(receiver.received).map((s) => s.name))
+            return wanted.every((name) => names.has(name)) ? Option.some(names) : Option.none()
+          }),
+          20_000
+        )
+        assert.includeMembers([...names], wanted)
+      })
+  )
 })

@@ -97,6 +97,8 @@ export const startNeuron = (options: {
   readonly organization?: { readonly npi: Npi; readonly name: string }
   readonly overrides?: TestOverrides
   readonly host?: string
+  /** A Layer built before the Neuron's and provided under it, as `src/main.ts` provides `Tracing.layer`. */
+  readonly under?: Layer.Layer<never>
 }): Effect.Effect<RunningNeuron, never, Scope.Scope> =>
   Effect.gen(function*() {
     const dataDir = options.dataDir ?? (yield* Sqlite.makeTempDir("neuron-"))
@@ -107,7 +109,8 @@ export const startNeuron = (options: {
         Layer.provideMerge(Neuron.layerSqlite),
         Layer.provide(NodeHttpClient.layerUndici),
         Layer.provide(NeuronConfig.layer(settings)),
-        Layer.provide(NodeContext.layer)
+        Layer.provide(NodeContext.layer),
+        Layer.provide(options.under ?? Layer.empty)
       )
     )
     return {
