@@ -1,43 +1,57 @@
 /**
- * What tracing costs: the Neuron's heartbeat call and its handshakes, each in three modes, run alternately in the
- * same process so that the machine's noise falls on all of them alike:
+ * What tracing costs the Neuron: its heartbeat call and its handshakes, each in several modes run alternately in
+ * the same run (the order rotated each round, round 0 a warm-up) so that the machine's noise falls on all alike.
+ * Each mode is a Layer under the Neuron's, as `src/main.ts` provides `Tracing.layer` under its own:
  *
- * - `spans off`: Effect's tracer disabled (`Effect.withTracerEnabled(false)`): no span is even created. This is the
- *   baseline: the code as it ran before it had spans to export.
- * - `no exporter`: what `pnpm start` does with `OTEL_EXPORTER_OTLP_ENDPOINT` unset (Effect's default tracer: spans
- *   are made in memory and dropped).
- * - `OTLP`: an exporter posting every span to a collector (a node:http receiver in a child process, answering 200).
+ * - `spans off`: `Layer.setTracerEnabled(false)`: no span is recorded at all. The baseline: the code as it would
+ *   run with no spans in it.
+ * - `no exporter`: `Tracing.layer` with no `OTEL_*` variable, what `pnpm start` runs with
+ *   `OTEL_EXPORTER_OTLP_ENDPOINT` unset.
+ * - `OTLP`: `Tracing.layer` with `OTEL_EXPORTER_OTLP_ENDPOINT` set: every span exported (protobuf) to a collector
+ *   stand-in in a child process answering 200.
+ * - `Effect's tracer` (with MODES or DIAGNOSE=1): no tracing layer at all, so Effect's built-in tracer records
+ *   every span in memory and drops it: what `no exporter` did before spans were made conditional on an exporter,
+ *   and what a host embedding `Neuron.layer` without a tracer of its own gets.
+ * - DIAGNOSE=1 adds two modes that find where that cost goes: `tracer, no client span` (Effect's tracer, the
+ *   HTTP client's span disabled by `HttpClient.currentTracerDisabledWhen`) and `tracer, no propagation` (the
+ *   client's span kept, no `traceparent` header sent).
  *
- * Heartbeat: `AxonClient.updateEndpoint` against the real registry (the Neuron's heartbeat call: its span and the
- * HTTP client's), sequentially. Handshake: complete handshakes (consent token, challenge, relationship) against a
- * whole Neuron per mode, 8 at a time; the patient's side runs with its tracer disabled in every mode. SQLite on
- * /dev/shm (TRAPS.md: fsync on the work disk is noisy).
+ * Only the Neuron's side runs in this process: the Axon registry is `node dist/axon.js` in a child process, the
+ * patients' side of the handshakes another (patients.ts), the collector a third. So `process.cpuUsage()` here is
+ * the Neuron's CPU time, and the figure per operation is what its tracing costs it. Each segment ends with a
+ * 1.2 s pause inside its CPU window (outside its rate), long enough for the OTLP exporter's batch of that segment
+ * to be encoded and posted within it; every mode gets the same pause.
  *
- * Two figures per mode: the rate (wall clock) and the process's CPU time per operation (`process.cpuUsage`, user
- * and system). The registry, the Neurons and the patients' side all run in this process; only the Neuron's side
- * changes between modes, so the CPU difference is what tracing costs it. On a shared, loaded machine the CPU figure
- * is the steadier one: another process's load stretches the wall clock, much less this process's CPU time.
+ * Heartbeat: `AxonClient.updateEndpoint` (the heartbeat's registry call, with its span and the HTTP client's),
+ * sequentially, run in the fiber references its Layer was built with (as the heartbeat loop's fiber is).
+ * Handshake: complete handshakes against a whole Neuron per mode, 8 at a time. SQLite on /dev/shm.
  *
- * Run: `pnpm bench tracing` (ROUNDS, HEARTBEATS, HANDSHAKES to change the amounts).
+ * Run: `pnpm bench tracing` (ROUNDS, HEARTBEATS, HANDSHAKES change the amounts; MODES="spans off,no exporter"
+ * picks modes; DIAGNOSE=1 adds the diagnostic ones).
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
-import type * as Tracer from "effect/Tracer"
-import { spawn } from "node:child_process"
+import * as Runtime from "effect/Runtime"
+import * as Schedule from "effect/Schedule"
+import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
 import { AxonClient } from "../../src/axon/AxonClient.js"
-import { handshake, handshakeUrl } from "../../src/careagent/CareAgentClient.js"
-import { makePatientKey } from "../../src/careagent/CareAgentKeys.js"
 import { defaults, NeuronConfig } from "../../src/config/NeuronConfig.js"
 import { withCheckDigit } from "../../src/domain/Npi.js"
 import type { Npi } from "../../src/domain/Npi.js"
@@ -45,82 +59,192 @@ import * as NodeServer from "../../src/http/NodeServer.js"
 import * as Neuron from "../../src/Neuron.js"
 import * as Tracing from "../../src/observability/Tracing.js"
 import { RegisterNeuronRequest } from "../../src/protocol/AxonApi.js"
-import * as AxonRegistry from "../../src/registry/AxonRegistry.js"
 
-const ROUNDS = Number(process.env.ROUNDS ?? 5)
+const ROUNDS = Number(process.env.ROUNDS ?? 7)
 const HEARTBEATS = Number(process.env.HEARTBEATS ?? 400)
 const HANDSHAKES = Number(process.env.HANDSHAKES ?? 200)
+const SETTLE_MS = 1200
 const npi = (n: number) => withCheckDigit("1" + String(n).padStart(8, "0")) as Npi
 
-type Mode = "spans off" | "no exporter" | "OTLP"
-const MODES: ReadonlyArray<Mode> = ["spans off", "no exporter", "OTLP"]
+const ALL_MODES = [
+  "spans off",
+  "no exporter",
+  "OTLP",
+  "Effect's tracer",
+  "tracer, no client span",
+  "tracer, no propagation"
+] as const
+type Mode = typeof ALL_MODES[number]
+const MODES: ReadonlyArray<Mode> = process.env.MODES !== undefined
+  ? process.env.MODES.split(",").map((m) => m.trim()).map((m) => {
+    if (!(ALL_MODES as ReadonlyArray<string>).includes(m)) throw new Error(`unknown mode ${m}: ${ALL_MODES}`)
+    return m as Mode
+  })
+  : process.env.DIAGNOSE === "1"
+  ? ALL_MODES
+  : ["spans off", "no exporter", "OTLP"]
+if (MODES[0] !== "spans off") throw new Error("the first mode is the baseline: \"spans off\"")
+
+const here = Path.dirname(fileURLToPath(import.meta.url))
+const root = Path.resolve(here, "../..")
+const children = new Set<ChildProcess>()
+const kill = (child: ChildProcess) =>
+  Effect.async<void>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+    child.once("exit", () => resume(Effect.void))
+    child.kill("SIGKILL")
+  })
+/** A child process, killed at the end of the scope. */
+const own = (start: () => ChildProcess) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = start()
+      children.add(child)
+      return child
+    }),
+    (child) => Effect.zipRight(kill(child), Effect.sync(() => children.delete(child)))
+  )
+process.once("exit", () => children.forEach((c) => c.kill("SIGKILL")))
+
+const freePort = Effect.async<number>((resume) => {
+  const server = Net.createServer().listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as Net.AddressInfo
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+/** `node dist/axon.js` (as `pnpm start:axon` runs it), no tracing, resolved once `/health` answers. */
+const startRegistry = (dataDir: string) =>
+  Effect.gen(function*() {
+    const port = yield* freePort
+    yield* own(() =>
+      spawn(process.execPath, ["--enable-source-maps", "dist/axon.js"], {
+        cwd: root,
+        env: { PATH: process.env.PATH ?? "", AXON_HOST: "127.0.0.1", AXON_PORT: String(port), AXON_DATA_DIR: dataDir },
+        stdio: ["ignore", "ignore", "inherit"]
+      })
+    )
+    const url = `http://127.0.0.1:${port}`
+    yield* Effect.tryPromise(() => fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) })).pipe(
+      Effect.filterOrFail((r) => r.ok),
+      Effect.retry(Schedule.spaced(Duration.millis(20)).pipe(Schedule.intersect(Schedule.recurs(1500)))),
+      Effect.orDie
+    )
+    return url
+  })
 
 /** A collector stand-in in its own process: answers every POST with 200 after reading it. */
-const startCollector = Effect.acquireRelease(
-  Effect.async<{ url: string; kill: () => void }>((resume) => {
-    const child = spawn(process.execPath, [
+const startCollector = Effect.gen(function*() {
+  const child = yield* own(() =>
+    spawn(process.execPath, [
       "-e",
       `const s=require("http").createServer((q,r)=>{q.resume();q.on("end",()=>{r.writeHead(200,{"content-type":"application/json"});r.end("{}")})});
        s.listen(0,"127.0.0.1",()=>console.log(s.address().port))`
     ], { stdio: ["ignore", "pipe", "inherit"] })
-    child.stdout.once(
-      "data",
-      (d: Buffer) => resume(Effect.succeed({ url: `http://127.0.0.1:${String(d).trim()}`, kill: () => child.kill() }))
-    )
-  }),
-  (c) => Effect.sync(c.kill)
-)
+  )
+  return yield* Effect.async<string>((resume) => {
+    child.stdout!.once("data", (d: Buffer) => resume(Effect.succeed(`http://127.0.0.1:${String(d).trim()}`)))
+  })
+})
 
-/** Runs `effect` in `mode`: the tracer given to it, or tracing disabled. */
-const inMode = (mode: Mode, otlp: Tracer.Tracer) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  mode === "spans off"
-    ? Effect.withTracerEnabled(effect, false)
-    : mode === "OTLP"
-    ? Effect.withTracer(effect, otlp)
-    : effect
+/** The patients' process (patients.ts, with tsx), once it is ready. */
+const startPatients = Effect.gen(function*() {
+  const child = yield* own(() =>
+    fork(Path.join(here, "patients.ts"), [], { execArgv: ["--import", "tsx"], stdio: "inherit" })
+  )
+  yield* Effect.async<void>((resume) => void child.once("message", () => resume(Effect.void)))
+  return child
+})
+
+const ask = <A>(child: ChildProcess, message: object) =>
+  Effect.async<A>((resume) => {
+    child.once("message", (answer: A) => resume(Effect.succeed(answer)))
+    child.send(message)
+  })
+
+/** The Layer a mode puts under the Neuron's, as `src/main.ts` puts `Tracing.layer` under its own. */
+const modeLayer = (mode: Mode, collectorUrl: string): Layer.Layer<never> => {
+  const tracing = (variables: Record<string, string>) =>
+    Tracing.layer("neuron").pipe(
+      Layer.provide(NodeHttpClient.layerUndici),
+      Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(variables))))),
+      Layer.orDie
+    )
+  switch (mode) {
+    case "spans off":
+      return Layer.setTracerEnabled(false)
+    case "no exporter":
+      return tracing({})
+    case "OTLP":
+      return tracing({ OTEL_EXPORTER_OTLP_ENDPOINT: collectorUrl, OTEL_SERVICE_NAME: "neuron-bench" })
+    case "Effect's tracer":
+      return Layer.empty
+    case "tracer, no client span":
+      return Layer.locallyScoped(HttpClient.currentTracerDisabledWhen, () => true)
+    case "tracer, no propagation":
+      return Layer.locallyScoped(HttpClient.currentTracerPropagation, false)
+  }
+}
+
+/** The runtime (fiber references included) a Layer's own fibers get: captured at the end of its build. */
+class Built extends Context.Tag("bench/Built")<Built, Runtime.Runtime<never>>() {}
+const captured = Layer.effect(Built, Effect.runtime<never>())
+
+/**
+ * Builds `layer` on the run's scope in a fiber of its own, so that the fiber references the mode sets stay with
+ * that build (and its runtime), never with this bench's fiber or the next mode's build.
+ */
+const buildIsolated = <A>(layer: Layer.Layer<A>) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.fork(Layer.build(layer))
+    const exit = yield* Fiber.await(fiber)
+    return yield* Exit.isSuccess(exit) ? Effect.succeed(exit.value) : Effect.die(exit.cause)
+  })
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const cpuMicros = () => {
+  const u = process.cpuUsage()
+  return u.user + u.system
+}
 
 const program = Effect.gen(function*() {
+  execFileSync(process.execPath, ["scripts/build.mjs"], { cwd: root, stdio: "inherit" })
   const dir = Fs.mkdtempSync(Path.join(Fs.existsSync("/dev/shm") ? "/dev/shm" : Os.tmpdir(), "bench-tracing-"))
   yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
-  const collector = yield* startCollector
-  const http = yield* Layer.build(NodeHttpClient.layerUndici)
-  const otlp = yield* Tracing.make({
-    url: `${collector.url}/v1/traces`,
-    protocol: "http/protobuf",
-    headers: Option.none(),
-    serviceName: "neuron-bench"
-  }).pipe(Effect.provide(http))
+  const registryUrl = yield* startRegistry(Path.join(dir, "axon"))
+  const collectorUrl = yield* startCollector
+  const patients = yield* startPatients
 
-  const registryContext = yield* Layer.build(
-    AxonRegistry.layer({ dataDir: Path.join(dir, "axon"), enrollmentToken: Option.none() }).pipe(
-      Layer.provideMerge(NodeServer.layer({ host: "127.0.0.1", port: 0 }))
-    )
-  )
-  const registryUrl = NodeServer.urlOf(Context.get(registryContext, HttpServer.HttpServer))
-
-  // Heartbeat: one registration per mode, each beaten by a client built in that mode.
+  // Heartbeat: per mode, an AxonClient built over the mode's layer and one registration beaten by it.
   const beaters = yield* Effect.forEach(MODES, (mode, i) =>
     Effect.gen(function*() {
-      const client = yield* AxonClient.make({
-        urls: [registryUrl],
-        timeout: Duration.seconds(10),
-        enrollmentToken: Option.none()
-      }).pipe(Effect.provide(http))
-      const registration = yield* client.registerNeuron(
-        new RegisterNeuronRequest({
-          organization_npi: npi(800 + i),
-          organization_name: `Bench ${i}`,
-          organization_type: "practice",
-          neuron_endpoint_url: `https://bench-${i}.example`
-        })
+      const context = yield* buildIsolated(
+        captured.pipe(
+          Layer.provideMerge(
+            AxonClient.layer({ urls: [registryUrl], timeout: Duration.seconds(10), enrollmentToken: Option.none() })
+          ),
+          Layer.provide(NodeHttpClient.layerUndici),
+          Layer.provide(modeLayer(mode, collectorUrl))
+        )
       )
-      const beat = client.updateEndpoint(registration, `https://bench-${i}.example`).pipe(inMode(mode, otlp))
-      return { mode, beat }
+      const client = Context.get(context, AxonClient)
+      const run = Runtime.runPromise(Context.get(context, Built))
+      const registration = yield* Effect.promise(() =>
+        run(client.registerNeuron(
+          new RegisterNeuronRequest({
+            organization_npi: npi(800 + i),
+            organization_name: `Bench ${i}`,
+            organization_type: "practice",
+            neuron_endpoint_url: `https://bench-${i}.example`
+          })
+        ))
+      )
+      const beat = client.updateEndpoint(registration, `https://bench-${i}.example`)
+      const beats = (n: number) => Effect.promise(() => run(Effect.repeatN(beat, n - 1)))
+      return { mode, beats }
     }))
 
-  // Handshake: a whole Neuron per mode, built in that mode (its server's fibers inherit the tracer).
+  // Handshake: a whole Neuron per mode, built over the mode's layer (its server's fibers get what it set).
   const neurons = yield* Effect.forEach(MODES, (mode, i) =>
     Effect.gen(function*() {
       const settings = {
@@ -130,59 +254,56 @@ const program = Effect.gen(function*() {
         registryUrls: [registryUrl],
         publicUrl: `https://bench-neuron-${i}.example`
       }
-      const context = yield* Layer.build(
+      const context = yield* buildIsolated(
         Neuron.layer.pipe(
           Layer.provideMerge(NodeServer.layer({ host: "127.0.0.1", port: 0 })),
           Layer.provide([Neuron.layerSqlite, NodeHttpClient.layerUndici]),
           Layer.provide(NeuronConfig.layer(settings)),
-          Layer.provide(NodeContext.layer)
+          Layer.provide(NodeContext.layer),
+          Layer.provide(modeLayer(mode, collectorUrl)),
+          Layer.orDie
         )
-      ).pipe(inMode(mode, otlp))
-      const neuron = Context.get(context, Neuron.Neuron)
+      )
       const provider = npi(950 + i)
-      yield* neuron.addProvider({ provider_npi: provider })
+      yield* Context.get(context, Neuron.Neuron).addProvider({ provider_npi: provider })
       return { mode, url: NodeServer.urlOf(Context.get(context, HttpServer.HttpServer)), provider }
     }))
-  const keys = yield* Effect.forEach(Array.from({ length: 64 }), () => makePatientKey)
 
   const heartbeatRates: Record<string, Array<number>> = {}
   const handshakeRates: Record<string, Array<number>> = {}
   const heartbeatCpu: Record<string, Array<number>> = {}
   const handshakeCpu: Record<string, Array<number>> = {}
-  const cpuMicros = () => {
-    const u = process.cpuUsage()
-    return u.user + u.system
-  }
-  let serial = 0
+  let failures = 0
+  const started = Date.now()
+  const loadBefore = Os.loadavg()
   for (let round = 0; round < ROUNDS + 1; round++) {
     // Rotate the order each round: no mode always runs first (or right after the same other one).
     const order = MODES.map((_, k) => MODES[(k + round) % MODES.length]!)
     for (const mode of order) {
       const beater = beaters.find((b) => b.mode === mode)!
-      const start = performance.now()
       const cpu = cpuMicros()
-      for (let n = 0; n < HEARTBEATS; n++) yield* beater.beat
+      const start = performance.now()
+      yield* beater.beats(HEARTBEATS)
       const perSecond = HEARTBEATS / ((performance.now() - start) / 1000)
+      yield* Effect.sleep(SETTLE_MS)
       if (round > 0) { // round 0 warms up
         ;(heartbeatRates[mode] ??= []).push(perSecond)
         ;(heartbeatCpu[mode] ??= []).push((cpuMicros() - cpu) / HEARTBEATS)
       }
 
       const target = neurons.find((t) => t.mode === mode)!
-      const began = performance.now()
       const cpuBefore = cpuMicros()
-      yield* Effect.forEach(Array.from({ length: HANDSHAKES }), () => {
-        const id = serial++
-        return handshake({
-          url: handshakeUrl(target.url),
-          key: keys[id % keys.length]!,
-          patient_agent_id: `bench-patient-${id}`,
-          provider_npi: target.provider,
-          consented_actions: ["read:records"],
-          patient_endpoint: "https://patient.example/agent"
-        }).pipe(Effect.withTracerEnabled(false))
-      }, { concurrency: 8, discard: true })
+      const began = performance.now()
+      const answer = yield* ask<{ failed: number }>(patients, {
+        cmd: "run",
+        url: target.url,
+        provider: target.provider,
+        count: HANDSHAKES,
+        concurrency: 8
+      })
+      failures += answer.failed
       const handshakesPerSecond = HANDSHAKES / ((performance.now() - began) / 1000)
+      yield* Effect.sleep(SETTLE_MS)
       if (round > 0) {
         ;(handshakeRates[mode] ??= []).push(handshakesPerSecond)
         ;(handshakeCpu[mode] ??= []).push((cpuMicros() - cpuBefore) / HANDSHAKES)
@@ -199,7 +320,7 @@ const program = Effect.gen(function*() {
       const c = median(cpu[mode]!)
       const pct = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(1)} %`
       console.log(
-        `  ${mode.padEnd(12)} CPU ${c.toFixed(0).padStart(6)} µs/op (${pct(((c - baseCpu) / baseCpu) * 100)})   rate ${
+        `  ${mode.padEnd(22)} CPU ${c.toFixed(0).padStart(6)} µs/op (${pct(((c - baseCpu) / baseCpu) * 100)})   rate ${
           r.toFixed(0).padStart(5)
         }/s (${pct(((baseRate - r) / baseRate) * 100)})   CPU by round: ${
           cpu[mode]!.map((x) => x.toFixed(0)).join(" ")
@@ -207,9 +328,16 @@ const program = Effect.gen(function*() {
       )
     }
   }
-  console.log(`tracing cost, ${HEARTBEATS} heartbeats and ${HANDSHAKES} handshakes a round, data on ${dir}`)
-  report("Heartbeat calls (AxonClient.updateEndpoint, sequential)", heartbeatRates, heartbeatCpu)
-  report("Handshakes (complete, 8 concurrent)", handshakeRates, handshakeCpu)
+  const load = (l: ReadonlyArray<number>) => l.map((x) => x.toFixed(2)).join(" ")
+  console.log(
+    `tracing cost: ${HEARTBEATS} heartbeat calls and ${HANDSHAKES} handshakes per mode a round, ${ROUNDS} rounds ` +
+      `after a warm-up, modes: ${MODES.join(" | ")}; data on ${dir}\n` +
+      `${Os.cpus().length} cores (${Os.cpus()[0]?.model.trim()}); load average before ${load(loadBefore)}, after ${
+        load(Os.loadavg())
+      }; ${((Date.now() - started) / 1000).toFixed(0)} s; handshakes failed: ${failures}`
+  )
+  report("Heartbeat calls (AxonClient.updateEndpoint, sequential), the Neuron's CPU", heartbeatRates, heartbeatCpu)
+  report("Handshakes (complete, 8 concurrent), the Neuron's CPU", handshakeRates, handshakeCpu)
 })
 
 await Effect.runPromise(
