@@ -7,6 +7,7 @@ const benches: Record<string, string> = {
   jitter: "./jitter/index.ts",
   handshake: "./handshake/main.ts",
   tracing: "./tracing/index.ts",
+  "tracing-micro": "./tracing/micro.ts",
   herd: "./herd/main.ts",
   revocation: "./revocation/main.ts"
 }

@@ -9,7 +9,7 @@
  *   `OTEL_EXPORTER_OTLP_ENDPOINT` unset.
  * - `OTLP`: `Tracing.layer` with `OTEL_EXPORTER_OTLP_ENDPOINT` set: every span exported (protobuf) to a collector
  *   stand-in in a child process answering 200.
- * - `Effect's tracer` (with MODES or DIAGNOSE=1): no tracing layer at all, so Effect's built-in tracer records
+ * - `Effect's tracer`: no tracing layer at all, so Effect's built-in tracer records
  *   every span in memory and drops it: what `no exporter` did before spans were made conditional on an exporter,
  *   and what a host embedding `Neuron.layer` without a tracer of its own gets.
  * - DIAGNOSE=1 adds two modes that find where that cost goes: `tracer, no client span` (Effect's tracer, the
@@ -18,9 +18,10 @@
  *
  * Only the Neuron's side runs in this process: the Axon registry is `node dist/axon.js` in a child process, the
  * patients' side of the handshakes another (patients.ts), the collector a third. So `process.cpuUsage()` here is
- * the Neuron's CPU time, and the figure per operation is what its tracing costs it. Each segment ends with a
- * 1.2 s pause inside its CPU window (outside its rate), long enough for the OTLP exporter's batch of that segment
- * to be encoded and posted within it; every mode gets the same pause.
+ * the Neuron's CPU time, and the figure per operation is what its tracing costs it. An `OTLP` segment ends with a
+ * 1.2 s pause inside its CPU window (outside its rate), long enough for the exporter's batch of that segment to be
+ * encoded and posted within it and not in the next segment's window. Rounds are short and many, so that a change
+ * of the machine's load falls on every mode alike; the paired figure compares each round with its own baseline.
  *
  * Heartbeat: `AxonClient.updateEndpoint` (the heartbeat's registry call, with its span and the HTTP client's),
  * sequentially, run in the fiber references its Layer was built with (as the heartbeat loop's fiber is).
@@ -60,9 +61,9 @@ import * as Neuron from "../../src/Neuron.js"
 import * as Tracing from "../../src/observability/Tracing.js"
 import { RegisterNeuronRequest } from "../../src/protocol/AxonApi.js"
 
-const ROUNDS = Number(process.env.ROUNDS ?? 7)
-const HEARTBEATS = Number(process.env.HEARTBEATS ?? 400)
-const HANDSHAKES = Number(process.env.HANDSHAKES ?? 200)
+const ROUNDS = Number(process.env.ROUNDS ?? 21)
+const HEARTBEATS = Number(process.env.HEARTBEATS ?? 200)
+const HANDSHAKES = Number(process.env.HANDSHAKES ?? 100)
 const SETTLE_MS = 1200
 const npi = (n: number) => withCheckDigit("1" + String(n).padStart(8, "0")) as Npi
 
@@ -82,7 +83,7 @@ const MODES: ReadonlyArray<Mode> = process.env.MODES !== undefined
   })
   : process.env.DIAGNOSE === "1"
   ? ALL_MODES
-  : ["spans off", "no exporter", "OTLP"]
+  : ["spans off", "no exporter", "Effect's tracer", "OTLP"]
 if (MODES[0] !== "spans off") throw new Error("the first mode is the baseline: \"spans off\"")
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
@@ -285,7 +286,7 @@ const program = Effect.gen(function*() {
       const start = performance.now()
       yield* beater.beats(HEARTBEATS)
       const perSecond = HEARTBEATS / ((performance.now() - start) / 1000)
-      yield* Effect.sleep(SETTLE_MS)
+      if (mode === "OTLP") yield* Effect.sleep(SETTLE_MS)
       if (round > 0) { // round 0 warms up
         ;(heartbeatRates[mode] ??= []).push(perSecond)
         ;(heartbeatCpu[mode] ??= []).push((cpuMicros() - cpu) / HEARTBEATS)
@@ -303,7 +304,7 @@ const program = Effect.gen(function*() {
       })
       failures += answer.failed
       const handshakesPerSecond = HANDSHAKES / ((performance.now() - began) / 1000)
-      yield* Effect.sleep(SETTLE_MS)
+      if (mode === "OTLP") yield* Effect.sleep(SETTLE_MS)
       if (round > 0) {
         ;(handshakeRates[mode] ??= []).push(handshakesPerSecond)
         ;(handshakeCpu[mode] ??= []).push((cpuMicros() - cpuBefore) / HANDSHAKES)
@@ -314,15 +315,19 @@ const program = Effect.gen(function*() {
   const report = (what: string, rates: Record<string, Array<number>>, cpu: Record<string, Array<number>>) => {
     const baseRate = median(rates["spans off"]!)
     const baseCpu = median(cpu["spans off"]!)
-    console.log(`\n${what}: median of ${ROUNDS} rounds; difference against "spans off" (+: costs more)`)
+    console.log(
+      `\n${what}: median of ${ROUNDS} rounds, difference against "spans off" (+: costs more); paired: the median ` +
+        `of the rounds' own differences (each round against that round's "spans off")`
+    )
+    const pct = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(1)} %`
     for (const mode of MODES) {
       const r = median(rates[mode]!)
       const c = median(cpu[mode]!)
-      const pct = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(1)} %`
+      const paired = median(cpu[mode]!.map((x, k) => (x / cpu["spans off"]![k]! - 1) * 100))
       console.log(
-        `  ${mode.padEnd(22)} CPU ${c.toFixed(0).padStart(6)} µs/op (${pct(((c - baseCpu) / baseCpu) * 100)})   rate ${
-          r.toFixed(0).padStart(5)
-        }/s (${pct(((baseRate - r) / baseRate) * 100)})   CPU by round: ${
+        `  ${mode.padEnd(22)} CPU ${c.toFixed(0).padStart(6)} µs/op (${pct(((c - baseCpu) / baseCpu) * 100)}, paired ${
+          pct(paired)
+        })   rate ${r.toFixed(0).padStart(5)}/s (${pct(((baseRate - r) / baseRate) * 100)})   CPU by round: ${
           cpu[mode]!.map((x) => x.toFixed(0)).join(" ")
         }`
       )
