@@ -32,7 +32,6 @@
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
@@ -60,6 +59,7 @@ import * as NodeServer from "../../src/http/NodeServer.js"
 import * as Neuron from "../../src/Neuron.js"
 import * as Tracing from "../../src/observability/Tracing.js"
 import { RegisterNeuronRequest } from "../../src/protocol/AxonApi.js"
+import { Built, captured, localLayer } from "./modes.js"
 
 const ROUNDS = Number(process.env.ROUNDS ?? 21)
 const HEARTBEATS = Number(process.env.HEARTBEATS ?? 200)
@@ -172,24 +172,14 @@ const modeLayer = (mode: Mode, collectorUrl: string): Layer.Layer<never> => {
       Layer.orDie
     )
   switch (mode) {
-    case "spans off":
-      return Layer.setTracerEnabled(false)
     case "no exporter":
       return tracing({})
     case "OTLP":
       return tracing({ OTEL_EXPORTER_OTLP_ENDPOINT: collectorUrl, OTEL_SERVICE_NAME: "neuron-bench" })
-    case "Effect's tracer":
-      return Layer.empty
-    case "tracer, no client span":
-      return Layer.locallyScoped(HttpClient.currentTracerDisabledWhen, () => true)
-    case "tracer, no propagation":
-      return Layer.locallyScoped(HttpClient.currentTracerPropagation, false)
+    default:
+      return localLayer(mode)
   }
 }
-
-/** The runtime (fiber references included) a Layer's own fibers get: captured at the end of its build. */
-class Built extends Context.Tag("bench/Built")<Built, Runtime.Runtime<never>>() {}
-const captured = Layer.effect(Built, Effect.runtime<never>())
 
 /**
  * Builds `layer` on the run's scope in a fiber of its own, so that the fiber references the mode sets stay with

@@ -25,6 +25,7 @@ import * as Runtime from "effect/Runtime"
 import * as Os from "node:os"
 import { AxonClient } from "../../src/axon/AxonClient.js"
 import * as Tracing from "../../src/observability/Tracing.js"
+import { Built, captured, localLayer } from "./modes.js"
 
 const ROUNDS = Number(process.env.ROUNDS ?? 41)
 const CALLS = Number(process.env.CALLS ?? 500)
@@ -54,24 +55,16 @@ const instant = Layer.succeed(
 
 const modeLayer = (mode: Mode): Layer.Layer<never> => {
   switch (mode) {
-    case "spans off":
-      return Layer.setTracerEnabled(false)
     case "no exporter":
       return Tracing.layer("neuron").pipe(
         Layer.provide(instant),
         Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map()))),
         Layer.orDie
       )
-    case "Effect's tracer":
-      return Layer.empty
-    case "tracer, no client span":
-      return Layer.locallyScoped(HttpClient.currentTracerDisabledWhen, () => true)
-    case "tracer, no propagation":
-      return Layer.locallyScoped(HttpClient.currentTracerPropagation, false)
+    default:
+      return localLayer(mode)
   }
 }
-
-class Built extends Context.Tag("bench/Built")<Built, Runtime.Runtime<never>>() {}
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 const cpuMicros = () => {
@@ -84,7 +77,7 @@ const program = Effect.gen(function*() {
     Effect.gen(function*() {
       // Built in a fiber of its own: the references the mode sets stay with its runtime.
       const context = yield* Effect.fork(Layer.build(
-        Layer.effect(Built, Effect.runtime<never>()).pipe(
+        captured.pipe(
           Layer.provideMerge(AxonClient.layer({
             urls: ["http://registry.invalid"],
             timeout: Duration.seconds(10),
