@@ -6,7 +6,13 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as CareAgentClient from "../../src/careagent/CareAgentClient.js"
-import { makePatientKey, type PatientKeyPair, signRevocation } from "../../src/careagent/CareAgentKeys.js"
+import {
+  makeConsentClaims,
+  makePatientKey,
+  type PatientKeyPair,
+  signConsentToken,
+  signRevocation
+} from "../../src/careagent/CareAgentKeys.js"
 import { call, npiOf, startNeuron } from "../support/neuron.js"
 import { startRegistry } from "../support/registry.js"
 
@@ -57,3 +63,20 @@ export const revocationBody = (key: PatientKeyPair, relationship_id: string, at 
   const revoked_at = at.toISOString()
   return { relationship_id, revoked_at, signature: signRevocation(key, relationship_id, revoked_at) }
 }
+
+/** A `handshake.auth` message of `patient` for the clinic's provider, for raw sockets. */
+export const authMessage = (patient: { readonly key: PatientKeyPair; readonly patient_agent_id: string }) =>
+  Effect.map(
+    makeConsentClaims({
+      patient_agent_id: patient.patient_agent_id,
+      provider_npi: PROVIDER,
+      consented_actions: ["read"]
+    }),
+    (claims) => ({
+      type: "handshake.auth",
+      ...signConsentToken(patient.key, claims),
+      patient_agent_id: patient.patient_agent_id,
+      patient_public_key: patient.key.publicKeyB64u,
+      patient_endpoint: "https://patient.example.org/agent"
+    })
+  )
