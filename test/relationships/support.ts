@@ -3,8 +3,6 @@
  * through the real `ws` client: what the tests of PROTOCOL.md section 8 start from.
  */
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as CareAgentClient from "../../src/careagent/CareAgentClient.js"
 import {
   makeConsentClaims,
@@ -13,7 +11,7 @@ import {
   signConsentToken,
   signRevocation
 } from "../../src/careagent/CareAgentKeys.js"
-import { call, npiOf, startNeuron } from "../support/neuron.js"
+import { call, neuronWithToken, npiOf, startNeuron } from "../support/neuron.js"
 import { startRegistry } from "../support/registry.js"
 
 /** The provider every test's patient consents to. */
@@ -22,13 +20,9 @@ export const PROVIDER = npiOf(131)
 /** A running Neuron with its provider added; `adminToken` guards its admin routes when given. */
 export const startClinic = (options?: { readonly adminToken?: string }) =>
   Effect.gen(function*() {
-    const registry = yield* startRegistry()
-    const neuron = yield* startNeuron({
-      registryUrls: [registry.url],
-      ...(options?.adminToken === undefined
-        ? {}
-        : { overrides: { adminToken: Option.some(Redacted.make(options.adminToken)) } })
-    })
+    const neuron = options?.adminToken === undefined
+      ? yield* startNeuron({ registryUrls: [(yield* startRegistry()).url] })
+      : (yield* neuronWithToken({ token: options.adminToken, healthy: false })).neuron
     const auth = options?.adminToken === undefined ? {} : { token: options.adminToken }
     const added = yield* call(neuron.url, "POST", "/v1/providers", {
       ...auth,
