@@ -1,7 +1,9 @@
 /**
  * `pnpm demo`: the whole flow on one machine, each step printed. An Axon registry, a Neuron registered with it,
  * one provider, and a simulated patient's CareAgent completing the consent handshake (twice: the second finds
- * the existing relationship), revoking its consent, and shaking hands again (a new relationship). Everything lives in a temporary folder and on free loopback ports.
+ * the existing relationship), revoking its consent over HTTP, shaking hands again (a new relationship) and revoking
+ * that one over the handshake socket (`consent.revoke` as the first message). Everything lives in a temporary
+ * folder and on free loopback ports.
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
@@ -19,7 +21,7 @@ import * as Schedule from "effect/Schedule"
 import { join } from "node:path"
 import { handshake, handshakeUrl } from "../src/careagent/CareAgentClient.js"
 import { makePatientKey } from "../src/careagent/CareAgentKeys.js"
-import { revoke } from "../src/careagent/CareAgentRevocation.js"
+import { revoke, revokeOverSocket } from "../src/careagent/CareAgentRevocation.js"
 import { defaults, NeuronConfig } from "../src/config/NeuronConfig.js"
 import type { Npi } from "../src/domain/Npi.js"
 import * as NodeServer from "../src/http/NodeServer.js"
@@ -120,6 +122,10 @@ const demo = Effect.gen(function*() {
   yield* step("A handshake after the revocation makes a new relationship")
   const third = yield* handshake(request)
   yield* show("result", third)
+
+  yield* step("The patient revokes that one over the handshake socket: consent.revoke as the first message")
+  const overSocket = yield* revokeOverSocket({ url: request.url, key, relationship_id: third.relationship_id })
+  yield* show("revoked over the socket", overSocket)
 
   yield* step("Stopping (handshake sockets close with 1001, the health file says stopped)")
 }).pipe(Effect.scoped)

@@ -1,6 +1,7 @@
 /**
  * `pnpm demo` as a person runs it: a child process that prints each step and ends by itself, the patient's
- * first handshake making a relationship and the second finding it.
+ * first handshake making a relationship and the second finding it, a revocation over HTTP, a new relationship and
+ * its revocation over the handshake socket.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -27,13 +28,13 @@ const runDemo = Effect.async<{ readonly code: number | null; readonly output: st
 
 describe("pnpm demo", () => {
   it.live(
-    "prints each step: registry, Neuron, registration, provider, a new relationship, the existing one, a revocation after the handshake, then a new relationship",
+    "prints each step: registry, Neuron, registration, provider, a new relationship, the existing one, a revocation after the handshake, then a new relationship, revoked by consent.revoke as the first message of a handshake socket",
     () =>
       Effect.gen(function*() {
         const { code, output } = yield* runDemo
         assert.strictEqual(code, 0, output)
         const steps = output.split("\n").filter((line) => /^\d+\. /.test(line))
-        assert.strictEqual(steps.length, 10, output)
+        assert.strictEqual(steps.length, 11, output)
         const results = output.split("\n").filter((line) => line.startsWith("   result: ")).map((line) =>
           JSON.parse(line.slice("   result: ".length))
         )
@@ -52,6 +53,13 @@ describe("pnpm demo", () => {
           "revoked by the patient"
         ])
         assert.strictEqual(results[0].provider_npi, "1558598797")
+        // The new relationship, revoked over the handshake socket.
+        const overSocket = JSON.parse(
+          output.split("\n").find((line) => line.startsWith("   revoked over the socket: "))!.slice(28)
+        )
+        assert.strictEqual(overSocket.relationship_id, results[2].relationship_id)
+        assert.isTrue(Number.isFinite(Date.parse(overSocket.ended_at)))
+        assert.include(steps[9], "consent.revoke as the first message")
       }),
     90_000
   )

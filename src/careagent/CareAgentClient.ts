@@ -79,7 +79,7 @@ type Event =
 const MAX_ERROR_BODY = 16_384
 
 /** Opens the socket; every event goes to one queue. Closed (1000) or dropped with the scope. */
-const connect = (request: HandshakeRequest) =>
+const connect = (request: { readonly url: string; readonly origin?: string | undefined }) =>
   Effect.gen(function*() {
     const events = yield* Queue.unbounded<Event>()
     const offer = (event: Event) => Queue.unsafeOffer(events, event)
@@ -136,27 +136,16 @@ export const httpStatusError = (status: number, text: string): CareAgentError =>
   })
 }
 
-const protocolError = (message: string) => new CareAgentError({ reason: "Protocol", message })
+/** A `Protocol` error: the Neuron sent something unexpected. */
+export const protocolError = (message: string) => new CareAgentError({ reason: "Protocol", message })
 
 /**
- * Performs the handshake: consent token (claims issued now, signed by `key`), challenge, relationship.
- * The clock is Effect's, so tests under `TestClock` issue tokens at the test's time.
+ * A connected handshake socket, for the length of the scope: waits for the upgrade (an HTTP answer instead is
+ * `HttpStatus`), then `send` writes one JSON message and `nextMessage` reads the next server message, a
+ * `handshake.error` becoming a `Refused` failure with the close code that follows it.
  */
-export const handshake = Effect.fn("CareAgentClient.handshake")(function*(request: HandshakeRequest) {
-  const timeout = Duration.decode(request.timeout ?? Duration.seconds(30))
-  const claims = yield* makeConsentClaims({
-    patient_agent_id: request.patient_agent_id,
-    provider_npi: request.provider_npi,
-    consented_actions: request.consented_actions,
-    ...(request.organization_npi === undefined ? {} : { organization_npi: request.organization_npi }),
-    ...(request.ttl === undefined ? {} : { validFor: request.ttl })
-  })
-  const token = signConsentToken(request.key, claims)
-  yield* Effect.logDebug("consent token signed").pipe(
-    Effect.annotateLogs({ provider_npi: request.provider_npi, consented_actions: claims.consented_actions.join(",") })
-  )
-
-  return yield* Effect.gen(function*() {
+export const openSession = (request: { readonly url: string; readonly origin?: string | undefined }) =>
+  Effect.gen(function*() {
     const { events, ws } = yield* connect(request)
 
     // The close code that follows a refusal or a result.
@@ -186,7 +175,7 @@ export const handshake = Effect.fn("CareAgentClient.handshake")(function*(reques
           new CareAgentError({ reason: "Refused", code: error.code, closeCode, message: error.message })
         ))
     // The next server message; a `handshake.error` becomes a `Refused` failure.
-    const nextMessage = Effect.flatMap(Queue.take(events), (event) => {
+    const nextMessage: Effect.Effect<ServerMessage, CareAgentError> = Effect.flatMap(Queue.take(events), (event) => {
       if (event._tag !== "Message") return Effect.fail(ended(event))
       if (event.data === undefined) return Effect.fail(protocolError("the neuron sent a binary frame"))
       const decoded = decodeServerMessage(event.data)
@@ -197,13 +186,40 @@ export const handshake = Effect.fn("CareAgentClient.handshake")(function*(reques
 
     const first = yield* Queue.take(events)
     if (first._tag !== "Open") return yield* ended(first)
-    ws.send(JSON.stringify({
+    return {
+      send: (message: Record<string, unknown>) => ws.send(JSON.stringify(message)),
+      nextMessage,
+      awaitClose
+    }
+  })
+
+/**
+ * Performs the handshake: consent token (claims issued now, signed by `key`), challenge, relationship.
+ * The clock is Effect's, so tests under `TestClock` issue tokens at the test's time.
+ */
+export const handshake = Effect.fn("CareAgentClient.handshake")(function*(request: HandshakeRequest) {
+  const timeout = Duration.decode(request.timeout ?? Duration.seconds(30))
+  const claims = yield* makeConsentClaims({
+    patient_agent_id: request.patient_agent_id,
+    provider_npi: request.provider_npi,
+    consented_actions: request.consented_actions,
+    ...(request.organization_npi === undefined ? {} : { organization_npi: request.organization_npi }),
+    ...(request.ttl === undefined ? {} : { validFor: request.ttl })
+  })
+  const token = signConsentToken(request.key, claims)
+  yield* Effect.logDebug("consent token signed").pipe(
+    Effect.annotateLogs({ provider_npi: request.provider_npi, consented_actions: claims.consented_actions.join(",") })
+  )
+
+  return yield* Effect.gen(function*() {
+    const { awaitClose, nextMessage, send } = yield* openSession(request)
+    send({
       type: MessageType.auth,
       ...token,
       patient_agent_id: request.patient_agent_id,
       patient_public_key: request.key.publicKeyB64u,
       patient_endpoint: request.patient_endpoint
-    }))
+    })
     yield* Effect.logDebug("handshake.auth sent")
 
     const challenge = yield* nextMessage
@@ -211,10 +227,7 @@ export const handshake = Effect.fn("CareAgentClient.handshake")(function*(reques
     if (challenge.provider_npi !== request.provider_npi) {
       return yield* protocolError("the challenge names another provider")
     }
-    ws.send(JSON.stringify({
-      type: MessageType.challengeResponse,
-      signed_nonce: signNonce(request.key, challenge.nonce)
-    }))
+    send({ type: MessageType.challengeResponse, signed_nonce: signNonce(request.key, challenge.nonce) })
     yield* Effect.logDebug("handshake.challenge answered").pipe(
       Effect.annotateLogs({ expires_at: challenge.expires_at })
     )

@@ -1,16 +1,17 @@
 /**
- * The patient's revocation of a relationship (PROTOCOL.md section 8) over HTTP: `POST /v1/consent/revoke` with a
- * signature by the patient's key, dated now by Effect's Clock. The host provides the `HttpClient`. A refusal is a
- * `CareAgentError` (`HttpStatus`) with the Neuron's status and error code (`CONSENT_FAILED`, `NOT_FOUND`,
- * `ALREADY_ENDED`).
+ * The patient's revocation of a relationship (PROTOCOL.md section 8), signed by the patient's key and dated now by
+ * Effect's Clock: over HTTP (`revoke`: `POST /v1/consent/revoke`, the host provides the `HttpClient`; a refusal is
+ * a `CareAgentError` `HttpStatus` with the Neuron's status and error code, `CONSENT_FAILED`, `NOT_FOUND`,
+ * `ALREADY_ENDED`), or over the handshake socket (`revokeOverSocket`: `consent.revoke` as the first message).
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { ConsentRevoked } from "../protocol/ConsentRevocation.js"
-import { CareAgentError, httpStatusError } from "./CareAgentClient.js"
+import { ConsentRevoked, RevocationMessageType } from "../protocol/ConsentRevocation.js"
+import { CareAgentError, httpStatusError, openSession, protocolError } from "./CareAgentClient.js"
 import { type PatientKeyPair, signRevocation } from "./CareAgentKeys.js"
 
 /** What the patient revokes. */
@@ -46,4 +47,41 @@ export const revoke = Effect.fn("CareAgentClient.revoke")(function*(request: Rev
     )
   }
   return yield* httpStatusError(response.status, yield* Effect.orElseSucceed(response.text, () => ""))
+})
+
+/** What the patient revokes over a handshake socket. */
+export interface SocketRevocationRequest {
+  /** The Neuron's handshake URL (`ws://host:port/ws/handshake`); see `handshakeUrl`. */
+  readonly url: string
+  readonly key: PatientKeyPair
+  readonly relationship_id: string
+  /** The longest it may take (30 s by default). */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * Revokes over the handshake socket: `consent.revoke` as the first message, the Neuron's
+ * `{type: "consent.revoked", relationship_id, ended_at}` back, then its close (1000). A refusal is a
+ * `CareAgentError` (`Refused`) with the Neuron's code (`CONSENT_FAILED`, `INVALID_MESSAGE`) and close code.
+ */
+export const revokeOverSocket = Effect.fn("CareAgentClient.revokeOverSocket")(function*(
+  request: SocketRevocationRequest
+) {
+  const timeout = Duration.decode(request.timeout ?? Duration.seconds(30))
+  const fields = yield* signedRevocation(request.key, request.relationship_id)
+  return yield* Effect.gen(function*() {
+    const { awaitClose, nextMessage, send } = yield* openSession(request)
+    send({ type: RevocationMessageType.revoke, ...fields })
+    const answer = yield* nextMessage
+    if (answer.type !== RevocationMessageType.revoked) return yield* protocolError("expected consent.revoked")
+    yield* awaitClose
+    return { relationship_id: answer.relationship_id, ended_at: answer.ended_at }
+  }).pipe(
+    Effect.scoped,
+    Effect.timeoutFail({
+      duration: timeout,
+      onTimeout: () =>
+        new CareAgentError({ reason: "Timeout", message: `no answer within ${Duration.format(timeout)}` })
+    })
+  )
 })

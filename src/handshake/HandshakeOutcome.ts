@@ -12,6 +12,7 @@ import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import type { ConsentVerifier } from "../consent/ConsentVerifier.js"
 import { describeCause } from "../log/Causes.js"
+import { type ConsentRevokedMessage, RevocationMessageType } from "../protocol/ConsentRevocation.js"
 import {
   closeCodeOf,
   encodeServerMessage,
@@ -26,8 +27,11 @@ import type { Upgraded } from "./WebSocketConnection.js"
 /** The HandshakeServer is shutting down: open handshakes close with 1001. */
 export class ServerStopping extends Data.TaggedError("ServerStopping") {}
 
-/** How a handshake ended. */
-export type Outcome = Exit.Exit<HandshakeComplete, HandshakeFailure | ConnectionEnded | ServerStopping>
+/** How a handshake ended (`consent.revoked`: the socket carried a patient's revocation instead). */
+export type Outcome = Exit.Exit<
+  HandshakeComplete | ConsentRevokedMessage,
+  HandshakeFailure | ConnectionEnded | ServerStopping
+>
 
 /**
  * The `handshake.started` entry of an upgraded connection, dated at its upgrade. It is written with the
@@ -72,7 +76,8 @@ const failed = (audit: AuditLog, session: SessionInfo, code: string, closeCode: 
 /**
  * Sends the outcome, starts the close with its code, and records a failure (a completion was recorded with
  * the relationship, in its transaction). Meant to run uninterruptibly. Returns the outcome's label for the
- * `neuron_handshakes_total{outcome}` counter: `completed`, or the failure's code (`AUTH_TIMEOUT`, ...).
+ * `neuron_handshakes_total{outcome}` counter: `completed`, `revoked` (a `consent.revoke` first message), or the
+ * failure's code (`AUTH_TIMEOUT`, ...).
  * A completion is logged only when `logCompleted` (debug logging on): one line per handshake is too much for a
  * busy clinic's log, and building it costs CPU on the hot path; `/metrics` counts them instead.
  */
@@ -91,6 +96,11 @@ export const finish = (
     yield* verifier.forget(session.connection_id)
     if (Exit.isSuccess(exit)) {
       yield* connection.send(encodeServerMessage(exit.value))
+      // A revocation is recorded by its relationship's audit entry, written with the revocation.
+      if (exit.value.type === RevocationMessageType.revoked) {
+        yield* connection.close(1000, "consent revoked")
+        return "revoked"
+      }
       yield* connection.close(1000, "handshake complete")
       if (services.logCompleted) {
         yield* Effect.logDebug("handshake completed").pipe(

@@ -1,7 +1,9 @@
 /**
  * The per-connection state machine of the consent handshake (PROTOCOL.md section 2), independent of the
- * socket: auth → challenge → challenge_response → complete. Every refusal is a `HandshakeFailure` whose code
- * and close code come from one table; the transport (HandshakeServer) sends it and closes.
+ * socket: auth → challenge → challenge_response → complete; or, when the first message is a patient's
+ * `consent.revoke` (section 8), the revocation and its `consent.revoked` answer. Every refusal is a
+ * `HandshakeFailure` whose code and close code come from one table; the transport (HandshakeServer) sends it
+ * and closes.
  */
 import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
@@ -14,15 +16,21 @@ import { createHash } from "node:crypto"
 import { ConsentError, toWire } from "../consent/ConsentError.js"
 import type { ConsentVerifier } from "../consent/ConsentVerifier.js"
 import {
+  type ConsentRevokedMessage,
+  type ConsentRevokeMessage,
+  RevocationMessageType
+} from "../protocol/ConsentRevocation.js"
+import {
+  decodeFirstMessage,
   decodeFrame,
   encodeServerMessage,
-  HandshakeAuth,
   HandshakeChallengeResponse,
   type HandshakeComplete,
   HandshakeFailure,
   invalidMessage,
   MessageType
 } from "../protocol/HandshakeMessages.js"
+import type { Relationships } from "../relationships/Relationships.js"
 import type { AuditLog } from "../store/AuditLog.js"
 import { ServerStopping, startedEntry } from "./HandshakeOutcome.js"
 import type { ProviderLookup } from "./ProviderLookup.js"
@@ -85,6 +93,8 @@ export interface ProtocolServices {
   readonly providers: ProviderLookup["Type"]
   readonly relationships: RelationshipStore
   readonly audit: AuditLog
+  /** The revocation of `POST /v1/consent/revoke`, for a `consent.revoke` first message. */
+  readonly revoke: Relationships["revoke"]
 }
 
 /** The fingerprint of a raw public key that audit entries carry. */
@@ -96,7 +106,6 @@ const fromConsent = (error: ConsentError) => {
   return new HandshakeFailure({ code: wire.code, message: wire.message })
 }
 
-const decodeAuth = decodeFrame(HandshakeAuth, MessageType.auth)
 const decodeResponse = decodeFrame(HandshakeChallengeResponse, MessageType.challengeResponse)
 
 type Refusal = HandshakeFailure | ConnectionEnded | ServerStopping
@@ -113,13 +122,47 @@ const interrupting = (event: Exclude<Inbound, { _tag: "Frame" }>, onTimeout: str
   }
 }
 
-/** A frame, the end of the connection or a stop arriving after `handshake.challenge_response`. */
-const beyondLast = (event: Inbound | undefined): Refusal | undefined => {
+/** A frame, the end of the connection or a stop arriving after the last message (`handshake.challenge_response`). */
+const beyondLast = (event: Inbound | undefined, last: string = MessageType.challengeResponse): Refusal | undefined => {
   if (event === undefined || event._tag === "TimedOut") return undefined
   return event._tag === "Frame"
-    ? invalidMessage("no frame is expected after handshake.challenge_response")
+    ? invalidMessage(`no frame is expected after ${last}`)
     : interrupting(event, "")
 }
+
+/**
+ * A patient's `consent.revoke` as the first message: the same revocation as `POST /v1/consent/revoke`
+ * (`Relationships.revoke`: window, key rules, signature, then the state, idempotent), answered with
+ * `consent.revoked`. Every refusal is `CONSENT_FAILED` (section 2 has no code of its own for an unknown or a
+ * terminated relationship), a malformed signature `INVALID_MESSAGE`. A frame already there with it comes after
+ * the last expected message: refused, nothing revoked. The relationship's audit entry names the connection.
+ */
+const revokeOnSocket = (
+  session: SessionInfo,
+  connection: Connection,
+  services: ProtocolServices,
+  request: ConsentRevokeMessage
+): Effect.Effect<ConsentRevokedMessage, Refusal> =>
+  Effect.suspend(() => {
+    session.state = "completing"
+    const early = beyondLast(connection.poll(), RevocationMessageType.revoke)
+    if (early !== undefined) return Effect.fail(early)
+    return Effect.zipRight(
+      connection.setDeadline(Infinity),
+      services.revoke(request, { via: "handshake_socket", connection_id: session.connection_id })
+    ).pipe(
+      Effect.map((revoked): ConsentRevokedMessage => ({
+        type: RevocationMessageType.revoked,
+        relationship_id: revoked.relationship_id,
+        ended_at: revoked.ended_at
+      })),
+      Effect.catchTags({
+        ConsentError: (e) => Effect.fail(fromConsent(e)),
+        RelationshipNotFound: (e) => Effect.fail(new HandshakeFailure({ code: "CONSENT_FAILED", message: e.message })),
+        AlreadyEnded: (e) => Effect.fail(new HandshakeFailure({ code: "CONSENT_FAILED", message: e.message }))
+      })
+    )
+  })
 
 /**
  * Runs one handshake to its `handshake.complete` message (which the caller sends before closing with 1000).
@@ -144,8 +187,9 @@ export const run = Effect.fnUntraced(function*(
         event._tag === "Frame" ? decode(event.data) : Effect.fail(interrupting(event, onTimeout))
     )
 
-  // 1. handshake.auth, within the auth timeout (the deadline set at the upgrade).
-  const auth = yield* receive(decodeAuth, "no handshake.auth within the auth timeout")
+  // 1. handshake.auth (or a patient's consent.revoke), within the auth timeout (the deadline set at the upgrade).
+  const auth = yield* receive(decodeFirstMessage, "no handshake.auth within the auth timeout")
+  if (auth.type === RevocationMessageType.revoke) return yield* revokeOnSocket(session, connection, services, auth)
   session.patient_agent_id = auth.patient_agent_id
   const verified = yield* Effect.mapError(verifier.verifyToken(auth), fromConsent)
   const npi = verified.claims.provider_npi

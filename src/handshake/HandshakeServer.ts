@@ -35,6 +35,7 @@ import { ConsentVerifier } from "../consent/ConsentVerifier.js"
 import { errorResponse } from "../http/ErrorBody.js"
 import { nodeServerOf } from "../http/NodeServer.js"
 import { NeuronMetrics } from "../observability/NeuronMetrics.js"
+import * as Relationships from "../relationships/Relationships.js"
 import { AuditLog } from "../store/AuditLog.js"
 import * as Admission from "./Admission.js"
 import * as HandshakeOutcome from "./HandshakeOutcome.js"
@@ -197,6 +198,8 @@ export const make = (options: HandshakeServerOptions) =>
       providers: yield* ProviderLookup,
       relationships: yield* RelationshipStore,
       audit: yield* AuditLog,
+      // A `consent.revoke` first message is revoked exactly as `POST /v1/consent/revoke` does.
+      revoke: (yield* Relationships.make).revoke,
       logCompleted
     }
     const wss = yield* WebSocketConnection.makeServer(settings)

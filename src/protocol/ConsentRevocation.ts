@@ -16,7 +16,11 @@ export const REVOCATION_WINDOW_MS = 5 * 60 * 1000
 /** A relationship id: this Neuron issues UUIDs; any 1..128 of `A-Z a-z 0-9 _ -` is read (and found or not). */
 export const RelationshipId = Schema.String.pipe(
   Schema.filter((s) => /^[A-Za-z0-9_-]{1,128}$/.test(s) || "must be a relationship id: 1 to 128 of A-Z a-z 0-9 _ -"),
-  Schema.annotations({ identifier: "RelationshipId" })
+  Schema.annotations({
+    identifier: "RelationshipId",
+    // Property tests get ids directly: a filter over random strings would rarely pass.
+    arbitrary: () => (fc) => fc.oneof(fc.uuid(), fc.stringMatching(/^[A-Za-z0-9_-]{1,128}$/))
+  })
 )
 
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/
@@ -27,7 +31,12 @@ export const IsoTimeText = Schema.String.pipe(
     (ISO_TIME.test(s) && Number.isFinite(Date.parse(s))) ||
     "must be an ISO-8601 date and time with its offset, such as 2026-11-22T10:30:00.000Z"
   ),
-  Schema.annotations({ identifier: "IsoTimeText" })
+  Schema.annotations({
+    identifier: "IsoTimeText",
+    arbitrary: () => (fc) =>
+      fc.date({ min: new Date("2000-01-01T00:00:00Z"), max: new Date("2100-01-01T00:00:00Z"), noInvalidDate: true })
+        .map((d) => d.toISOString())
+  })
 )
 
 /** An Ed25519 signature as text: 64 bytes as unpadded base64url (86 characters). */
@@ -36,7 +45,11 @@ export const SignatureText = Schema.String.pipe(
     (s.length === encodedLength(64) && isCanonicalBase64Url(s)) ||
     "must be an Ed25519 signature: 64 bytes as unpadded base64url (86 characters)"
   ),
-  Schema.annotations({ identifier: "SignatureText" })
+  Schema.annotations({
+    identifier: "SignatureText",
+    arbitrary: () => (fc) =>
+      fc.uint8Array({ minLength: 64, maxLength: 64 }).map((b) => Buffer.from(b).toString("base64url"))
+  })
 )
 
 /** `POST /v1/consent/revoke` body; the fields of `consent.revoke`. */

@@ -6,6 +6,7 @@ import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as Json from "../domain/Json.js"
 import { describeParseError } from "../http/ErrorBody.js"
+import { ConsentRevokedMessage, ConsentRevokeMessage, RevocationMessageType } from "./ConsentRevocation.js"
 
 /** The `type` of every message. */
 export const MessageType = {
@@ -98,8 +99,13 @@ export const HandshakeErrorMessage = Schema.Struct({
 /** @see HandshakeErrorMessage */
 export type HandshakeErrorMessage = typeof HandshakeErrorMessage.Type
 
-/** Anything the server sends. */
-export const ServerMessage = Schema.Union(HandshakeChallenge, HandshakeComplete, HandshakeErrorMessage)
+/** Anything the server sends (`consent.revoked`: the answer to a revocation sent as the first message). */
+export const ServerMessage = Schema.Union(
+  HandshakeChallenge,
+  HandshakeComplete,
+  HandshakeErrorMessage,
+  ConsentRevokedMessage
+)
 /** @see ServerMessage */
 export type ServerMessage = typeof ServerMessage.Type
 
@@ -117,6 +123,36 @@ export class HandshakeFailure extends Schema.TaggedError<HandshakeFailure>()("Ha
 /** An `INVALID_MESSAGE` failure. */
 export const invalidMessage = (message: string) => new HandshakeFailure({ code: "INVALID_MESSAGE", message })
 
+/** One frame as a JSON object, or the `INVALID_MESSAGE` refusal saying why it is not one. */
+const parseObject = (frame: string | Uint8Array): { readonly type?: unknown } | HandshakeFailure => {
+  if (typeof frame !== "string") {
+    return invalidMessage("binary frames are not accepted: send one JSON object per text frame")
+  }
+  const json = Json.parseUntrusted(frame)
+  if (Either.isLeft(json)) {
+    return invalidMessage(
+      json.left === "too_deep" ? `the frame ${Json.describeRefusal(json.left)}` : "the frame is not valid JSON"
+    )
+  }
+  const value = json.right
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return invalidMessage("the frame must hold one JSON object")
+  }
+  return value
+}
+
+/** A `type` that is not one of `expected` (quoted, joined with "or"). */
+const wrongType = (type: unknown, expected: string) =>
+  Either.left(invalidMessage(
+    type === undefined ? `type: is required (expected ${expected})` : `type: expected ${expected}`
+  ))
+
+const decoderOf = <A, I>(schema: Schema.Schema<A, I>) => {
+  const decode = Schema.decodeUnknownEither(schema, { errors: "all" })
+  return (value: unknown): Either.Either<A, HandshakeFailure> =>
+    Either.mapLeft(decode(value), (error) => invalidMessage(describeParseError(error)))
+}
+
 /**
  * Decodes one frame as the message `schema` expects: a text frame holding one JSON object of the right
  * `type` with every field well-formed. Each refusal says what was wrong and names the field.
@@ -125,30 +161,34 @@ export const decodeFrame = <A extends { readonly type: string }, I>(
   schema: Schema.Schema<A, I>,
   expected: A["type"]
 ) => {
-  const decode = Schema.decodeUnknownEither(schema, { errors: "all" })
+  const decode = decoderOf(schema)
   return (frame: string | Uint8Array): Either.Either<A, HandshakeFailure> => {
-    if (typeof frame !== "string") {
-      return Either.left(invalidMessage("binary frames are not accepted: send one JSON object per text frame"))
-    }
-    const json = Json.parseUntrusted(frame)
-    if (Either.isLeft(json)) {
-      return Either.left(invalidMessage(
-        json.left === "too_deep" ? `the frame ${Json.describeRefusal(json.left)}` : "the frame is not valid JSON"
-      ))
-    }
-    const value = json.right
-    if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      return Either.left(invalidMessage("the frame must hold one JSON object"))
-    }
-    const type = (value as { type?: unknown }).type
-    if (type !== expected) {
-      return Either.left(invalidMessage(
-        type === undefined ? `type: is required (expected "${expected}")` : `type: expected "${expected}"`
-      ))
-    }
-    return Either.mapLeft(decode(value), (error) => invalidMessage(describeParseError(error)))
+    const value = parseObject(frame)
+    if (value instanceof HandshakeFailure) return Either.left(value)
+    return value.type === expected ? decode(value) : wrongType(value.type, `"${expected}"`)
   }
 }
+
+/** The first message of a handshake socket: the handshake's `handshake.auth`, or a patient's `consent.revoke`. */
+export type FirstMessage = HandshakeAuth | ConsentRevokeMessage
+
+/**
+ * Decodes the first frame of a handshake socket (PROTOCOL.md sections 2 and 8): `handshake.auth`, tested first
+ * (the handshake's cost is that of `decodeFrame`), or `consent.revoke`; any other `type` is refused naming both.
+ */
+export const decodeFirstMessage: (frame: string | Uint8Array) => Either.Either<FirstMessage, HandshakeFailure> =
+  (() => {
+    const auth = decoderOf(HandshakeAuth)
+    const revoke = decoderOf(ConsentRevokeMessage)
+    const expected = `"${MessageType.auth}" or "${RevocationMessageType.revoke}"`
+    return (frame) => {
+      const value = parseObject(frame)
+      if (value instanceof HandshakeFailure) return Either.left(value)
+      const type = value.type
+      if (type === MessageType.auth) return auth(value)
+      return type === RevocationMessageType.revoke ? revoke(value) : wrongType(type, expected)
+    }
+  })()
 
 /** The JSON text of a server message. */
 export const encodeServerMessage = (message: ServerMessage): string => JSON.stringify(message)

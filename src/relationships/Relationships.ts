@@ -38,6 +38,11 @@ export interface Revoked {
   readonly ended_at: string
 }
 
+/** How a revocation reached the Neuron: recorded in its audit entry. */
+export type RevocationChannel =
+  | { readonly via: "http" }
+  | { readonly via: "handshake_socket"; readonly connection_id: string }
+
 /** Builds the service on the RelationshipStore. */
 export const make = Effect.gen(function*() {
   const store = yield* RelationshipStore
@@ -64,10 +69,12 @@ export const make = Effect.gen(function*() {
   /**
    * The patient revokes: the signature is checked (window, key rules, signature) before anything else is
    * said about the relationship, so that only its key holder learns that it was terminated. The same revocation
-   * again answers the same.
+   * again answers the same. `via` says how it came (`http`, or `handshake_socket` with its connection id), for
+   * the audit entry.
    */
   const revoke = (
-    request: Pick<RevokeConsentRequest, "relationship_id" | "revoked_at" | "signature">
+    request: Pick<RevokeConsentRequest, "relationship_id" | "revoked_at" | "signature">,
+    via: RevocationChannel = { via: "http" }
   ): Effect.Effect<Revoked, RelationshipNotFound | AlreadyEnded | ConsentError> =>
     Effect.gen(function*() {
       const relationship = yield* get(request.relationship_id)
@@ -75,7 +82,7 @@ export const make = Effect.gen(function*() {
       const ended = yield* store.end(request.relationship_id, {
         status: "revoked",
         revoked_at: request.revoked_at,
-        details: { key_fingerprint: keyFingerprint(key.raw) }
+        details: { key_fingerprint: keyFingerprint(key.raw), ...via }
       })
       const now = ended.relationship
       if (now.status !== "revoked" || now.ended_at === null) return yield* alreadyEnded(now)

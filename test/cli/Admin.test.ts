@@ -7,14 +7,11 @@
 import { assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import { handshake, handshakeUrl } from "../../src/careagent/CareAgentClient.js"
 import { makePatientKey } from "../../src/careagent/CareAgentKeys.js"
-import { childScope, CLINIC, freePort, npiOf, startNeuron, waitUntil } from "../support/neuron.js"
+import { childScope, CLINIC, freePort, npiOf, waitUntil } from "../support/neuron.js"
 import { build, runCommand } from "../support/process.js"
-import { startRegistry } from "../support/registry.js"
 import { ADMIN_TOKEN, assertOneLineError, envFor, jsonOf, neuronWithToken } from "./support.js"
 
 beforeAll(build)
@@ -28,18 +25,15 @@ describe("neuron status, provider, relationships (the built command against a ru
     () =>
       Effect.gen(function*() {
         const registryScope = yield* childScope
-        const registry = yield* Scope.extend(startRegistry(), registryScope)
-        const neuron = yield* startNeuron({
-          registryUrls: [registry.url],
+        const { env, neuron, registry } = yield* neuronWithToken({
+          registryScope,
           overrides: {
-            adminToken: Option.some(Redacted.make(ADMIN_TOKEN)),
             heartbeatInterval: "300 millis",
             backoffBase: "100 millis",
             backoffCeiling: "300 millis",
             axonTimeout: "1 second"
           }
         })
-        const env = envFor(neuron)
         const [asJson, asText] = yield* Effect.all([
           runCommand(["status", "--json"], env),
           runCommand(["status"], env)

@@ -4,25 +4,25 @@
  */
 import { assert } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
-import { type RunningNeuron, startNeuron, type TestOverrides } from "../support/neuron.js"
+import {
+  neuronWithToken as startWithToken,
+  type NeuronWithTokenOptions,
+  type RunningNeuron
+} from "../support/neuron.js"
 import type { CommandResult } from "../support/process.js"
-import { startRegistry } from "../support/registry.js"
 
 /** The admin token of the tests' Neuron. */
 export const ADMIN_TOKEN = "cli-admin-SECRET-0123456789"
 
-/** A registry and a Neuron with the admin token, and the command's environment for that Neuron. */
-export const neuronWithToken = (overrides?: TestOverrides) =>
-  Effect.gen(function*() {
-    const registry = yield* startRegistry()
-    const neuron = yield* startNeuron({
-      registryUrls: [registry.url],
-      overrides: { adminToken: Option.some(Redacted.make(ADMIN_TOKEN)), ...overrides }
-    })
-    return { registry, neuron, env: envFor(neuron) }
-  })
+/**
+ * A registry and a Neuron with the tests' admin token (`neuronWithToken` of test/support/neuron.ts; not waiting
+ * for it to be healthy unless asked), and the command's environment for that Neuron.
+ */
+export const neuronWithToken = (options?: Omit<NeuronWithTokenOptions, "token">) =>
+  Effect.map(
+    startWithToken({ healthy: false, ...options, token: ADMIN_TOKEN }),
+    (started) => ({ ...started, env: envFor(started.neuron) })
+  )
 
 /** The environment an operator's shell would have for `neuron`: where it listens, its data folder, its token. */
 export const envFor = (neuron: RunningNeuron, token: string = ADMIN_TOKEN): Record<string, string> => ({

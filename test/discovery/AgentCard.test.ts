@@ -6,15 +6,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { AgentCard } from "../../src/discovery/AgentCard.js"
 import { NEURON_VERSION, PROTOCOL_VERSION } from "../../src/protocol/Version.js"
 import { RegistrationStore } from "../../src/store/RegistrationStore.js"
-import { call, CLINIC, npiOf, startNeuron, waitUntil } from "../support/neuron.js"
-import { startRegistry } from "../support/registry.js"
+import { call, CLINIC, neuronWithToken, npiOf, untilHealthy } from "../support/neuron.js"
 
 const ADMIN = "clinic-admin-0c4e8a2f6b1d9375"
 
@@ -23,11 +20,8 @@ describe("agent card (section 9)", () => {
     "GET /.well-known/agent.json is public and built from live state: name, description, url, version, capabilities, default modes, one skill per provider (id provider:<npi>, name, tags = its types), careagent {organization_npi, handshake_endpoint, protocol_version}; a provider added or removed shows in the next answer",
     () =>
       Effect.gen(function*() {
-        const registry = yield* startRegistry()
-        const neuron = yield* startNeuron({
-          registryUrls: [registry.url],
-          overrides: { adminToken: Option.some(Redacted.make(ADMIN)) }
-        })
+        // Asked for before the Neuron has registered: the card does not wait for the registry.
+        const { neuron } = yield* neuronWithToken({ token: ADMIN, healthy: false })
         const empty = yield* call(neuron.url, "GET", "/.well-known/agent.json")
         assert.strictEqual(empty.status, 200)
         assert.include(empty.contentType, "application/json")
@@ -55,10 +49,7 @@ describe("agent card (section 9)", () => {
         assert.include(empty.body.description, CLINIC.name)
 
         const admin = { token: ADMIN }
-        yield* waitUntil(
-          "the Neuron registered",
-          Effect.map(call(neuron.url, "GET", "/health"), (a) => a.body?.status === "healthy")
-        )
+        yield* untilHealthy(neuron.url)
         const add = (n: number, body: Record<string, unknown>) =>
           call(neuron.url, "POST", "/v1/providers", { ...admin, body: { provider_npi: npiOf(n), ...body } })
         assert.strictEqual(

@@ -27,7 +27,9 @@ import {
 import { MAX_JSON_DEPTH, nestsDeeperThan, parseUntrusted } from "../../src/domain/Json.js"
 import { Npi } from "../../src/domain/Npi.js"
 import * as AxonApi from "../../src/protocol/AxonApi.js"
+import { ConsentRevokeMessage } from "../../src/protocol/ConsentRevocation.js"
 import {
+  decodeFirstMessage,
   decodeFrame,
   HandshakeAuth,
   HandshakeChallengeResponse,
@@ -223,6 +225,30 @@ describe("hostile input: handshake messages", () => {
     // Accepted exactly when the Schema accepts the object (and names its type).
     assert.strictEqual(Either.isRight(result), Either.isRight(Schema.decodeUnknownEither(HandshakeAuth)(body)))
   })
+
+  it.prop(
+    "handshake messages: the first message decoder takes Schema-generated handshake.auth and consent.revoke frames as themselves, and any text frame is one of them or INVALID_MESSAGE (4002)",
+    [
+      HandshakeAuth,
+      ConsentRevokeMessage,
+      hostileText,
+      bodyOf(ConsentRevokeMessage)
+    ],
+    ([auth, revoke, text, mutated]) => {
+      assert.deepStrictEqual(Either.getOrThrow(decodeFirstMessage(JSON.stringify(auth))), auth)
+      assert.deepStrictEqual(Either.getOrThrow(decodeFirstMessage(JSON.stringify(revoke))), revoke)
+      assertFrameAnswer(total("decodeFirstMessage", () => decodeFirstMessage(text)))
+      const result = total("decodeFirstMessage", () => decodeFirstMessage(JSON.stringify(mutated) ?? "undefined"))
+      assertFrameAnswer(result)
+      // Accepted exactly when the Schema accepts the object.
+      assert.strictEqual(
+        Either.isRight(result),
+        Either.isRight(Schema.decodeUnknownEither(ConsentRevokeMessage)(mutated))
+      )
+      // A consent.revoke is out of order anywhere but first.
+      assert.isTrue(Either.isLeft(decodeResponse(JSON.stringify(revoke))))
+    }
+  )
 
   it.prop("handshake messages: binary frames are refused with INVALID_MESSAGE", [fc.uint8Array({ maxLength: 200 })], ([
     bytes

@@ -13,9 +13,15 @@ import * as Layer from "effect/Layer"
 import * as V8 from "node:v8"
 import * as Vm from "node:vm"
 import * as CareAgentClient from "../../src/careagent/CareAgentClient.js"
-import { makeConsentClaims, patientKeyFromSeed, signConsentToken } from "../../src/careagent/CareAgentKeys.js"
+import {
+  makeConsentClaims,
+  patientKeyFromSeed,
+  signConsentToken,
+  signRevocation
+} from "../../src/careagent/CareAgentKeys.js"
 import type { Npi } from "../../src/domain/Npi.js"
-import { hostileText } from "../support/hostile.js"
+import { ConsentRevokeMessage } from "../../src/protocol/ConsentRevocation.js"
+import { bodyOf, hostileText } from "../support/hostile.js"
 import { call, npiOf } from "../support/http.js"
 import { startNeuron } from "../support/neuron.js"
 import { startRegistry } from "../support/registry.js"
@@ -61,6 +67,24 @@ const authText = Effect.map(
     })
 )
 
+/**
+ * A `consent.revoke` first message: well-formed and signed by the patient's key for a relationship id that exists
+ * nowhere (CONSENT_FAILED 4003), or one generated from its Schema with a field replaced, removed or added (4002 or
+ * 4003). Never a revocation: no relationship has these ids.
+ */
+const revokeText = fc.oneof(
+  fc.uuid().map((relationship_id) => {
+    const revoked_at = new Date().toISOString()
+    return JSON.stringify({
+      type: "consent.revoke",
+      relationship_id,
+      revoked_at,
+      signature: signRevocation(key, relationship_id, revoked_at)
+    })
+  }),
+  bodyOf(ConsentRevokeMessage).map((body) => JSON.stringify(body) ?? "null")
+)
+
 /** Close codes a hostile connection may end with (section 2); 1011 (an unexpected server error) is never one. */
 const EXPECTED_CLOSES = [1002, 1007, 1009, 4001, 4002, 4003, 4004]
 
@@ -103,7 +127,11 @@ const heapAfterGc = (collect: () => void) =>
     return process.memoryUsage().heapUsed
   })
 
-/** A random frame: any opcode, fin, reserved bits, mask, payload (text, bytes, JSON, a valid auth). */
+/**
+ * A random frame: any opcode, fin, reserved bits, mask, payload (text, bytes, JSON, a valid auth, a consent.revoke),
+ * and, for a close frame, the code the server echoes when it answers the client's own close (RFC 6455 section
+ * 5.5.1): the client's code, or none (1005 as read) for a close without a body.
+ */
 const frameArbitrary = (auth: string) =>
   fc.record({
     opcode: fc.oneof(fc.constantFrom(TEXT, CONTINUATION, BINARY, CLOSE, PING, 0xa), fc.nat(15)),
@@ -113,9 +141,19 @@ const frameArbitrary = (auth: string) =>
     payload: fc.oneof(
       hostileText.map((t) => Buffer.from(t.slice(0, 4000), "utf8")),
       fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
-      fc.constant(Buffer.from(auth))
+      fc.constant(Buffer.from(auth)),
+      revokeText.map((t) => Buffer.from(t, "utf8"))
     )
-  }).map((f) => clientFrame(f))
+  }).map((f) => ({
+    bytes: clientFrame(f),
+    echo: f.opcode !== CLOSE
+      ? []
+      : f.payload.length === 0
+      ? [1005]
+      : f.payload.length >= 2
+      ? [f.payload.readUInt16BE(0)]
+      : []
+  }))
 
 layer(TargetLive, { excludeTestServices: true, timeout: "60 seconds" })(
   "hostile input on the handshake socket",
@@ -222,13 +260,24 @@ layer(TargetLive, { excludeTestServices: true, timeout: "60 seconds" })(
         if (s.closeCode !== null) assert.include(EXPECTED_CLOSES, s.closeCode, JSON.stringify(s))
       }), { fastCheck: { numRuns: 60 } })
 
+    it.effect.prop("a consent.revoke first message, valid or mutated, ends with 4002 or 4003, never 1011", [
+      revokeText
+    ], ([message]) =>
+      Effect.gen(function*() {
+        const s = yield* session([text(message)])
+        assertUpgraded(s)
+        assert.include([4002, 4003], s.closeCode, JSON.stringify(s))
+        assert.strictEqual(JSON.parse(s.messages.at(-1)!).type, "handshake.error")
+      }), { fastCheck: { numRuns: 40 } })
+
     it.effect.prop("random frames and fragments end with a section 2 close code or a closed socket, never 1011", [
       fc.array(frameArbitrary(Effect.runSync(authText)), { minLength: 1, maxLength: 6 })
     ], ([frames]) =>
       Effect.gen(function*() {
-        const s = yield* session(frames, { end: true })
+        const s = yield* session(frames.map((f) => f.bytes), { end: true })
         assertUpgraded(s)
-        if (s.closeCode !== null) assert.include(EXPECTED_CLOSES, s.closeCode, JSON.stringify(s))
+        const echoes = frames.flatMap((f) => f.echo)
+        if (s.closeCode !== null) assert.include([...EXPECTED_CLOSES, ...echoes], s.closeCode, JSON.stringify(s))
       }), { fastCheck: { numRuns: 60 } })
 
     it.effect(

@@ -6,13 +6,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
 import { createHash } from "node:crypto"
 import * as Os from "node:os"
 import * as RateLimiter from "../../src/access/RateLimiter.js"
-import { call, readRecords, startNeuron, waitUntil } from "../support/neuron.js"
+import { call, neuronWithToken, readRecords, startNeuron, untilHealthy } from "../support/neuron.js"
 import { startRegistry } from "../support/registry.js"
 
 const ADMIN = "clinic-admin-3e8a1f6c9b2d7045"
@@ -22,9 +20,6 @@ const externalAddress = (): string | undefined =>
   Object.values(Os.networkInterfaces()).flat().find((a) => a !== undefined && a.family === "IPv4" && !a.internal)
     ?.address
 
-const healthy = (url: string) =>
-  waitUntil("the Neuron to be healthy", Effect.map(call(url, "GET", "/health"), (a) => a.body?.status === "healthy"))
-
 const withKey = (key: string) => ({ headers: { "x-api-key": key } })
 
 describe("API keys", () => {
@@ -32,12 +27,7 @@ describe("API keys", () => {
     "API keys: POST /v1/api-keys answers 201 with an nrn_ key shown once; GET /v1/api-keys lists id, name, scope, created_at, last_used_at, revoked_at and never the key or its hash; only the SHA-256 is stored; creation and revocation are audited by id and name",
     () =>
       Effect.gen(function*() {
-        const registry = yield* startRegistry()
-        const neuron = yield* startNeuron({
-          registryUrls: [registry.url],
-          overrides: { adminToken: Option.some(Redacted.make(ADMIN)) }
-        })
-        yield* healthy(neuron.url)
+        const { neuron } = yield* neuronWithToken({ token: ADMIN })
         const made = yield* call(neuron.url, "POST", "/v1/api-keys", {
           token: ADMIN,
           body: { name: "nightly export", scope: "read" }
@@ -109,12 +99,7 @@ describe("API keys", () => {
     "API keys: sent as X-API-Key or Authorization: Bearer; scope read may call GET routes only (403 otherwise), admin every admin route; a revoked key is 401 from the next request on; bad name or scope is 400 naming the field; an unknown id is 404",
     () =>
       Effect.gen(function*() {
-        const registry = yield* startRegistry()
-        const neuron = yield* startNeuron({
-          registryUrls: [registry.url],
-          overrides: { adminToken: Option.some(Redacted.make(ADMIN)) }
-        })
-        yield* healthy(neuron.url)
+        const { neuron } = yield* neuronWithToken({ token: ADMIN })
         const make = (name: string, scope: string) =>
           Effect.map(
             call(neuron.url, "POST", "/v1/api-keys", { token: ADMIN, body: { name, scope } }),
@@ -200,7 +185,7 @@ describe("API keys", () => {
       Effect.gen(function*() {
         const registry = yield* startRegistry()
         const neuron = yield* startNeuron({ registryUrls: [registry.url], host: "0.0.0.0" })
-        yield* healthy(neuron.url)
+        yield* untilHealthy(neuron.url)
         const made = yield* call(neuron.url, "POST", "/v1/api-keys", { body: { name: "remote", scope: "read" } })
         assert.strictEqual(made.status, 201)
         const external = externalAddress()
@@ -221,12 +206,7 @@ describe("API keys", () => {
     "rate limit: past NEURON_API_RATE_LIMIT requests a key gets 429 RATE_LIMITED with Retry-After in whole seconds (at least 1), other keys and the admin token are not affected",
     () =>
       Effect.gen(function*() {
-        const registry = yield* startRegistry()
-        const neuron = yield* startNeuron({
-          registryUrls: [registry.url],
-          overrides: { adminToken: Option.some(Redacted.make(ADMIN)), apiRateLimit: 3 }
-        })
-        yield* healthy(neuron.url)
+        const { neuron } = yield* neuronWithToken({ token: ADMIN, overrides: { apiRateLimit: 3 } })
         const make = (name: string) =>
           Effect.map(
             call(neuron.url, "POST", "/v1/api-keys", { token: ADMIN, body: { name, scope: "read" } }),

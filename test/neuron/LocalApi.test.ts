@@ -10,16 +10,13 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Os from "node:os"
-import { call, childScope, npiOf, readHealthFile, readRecords, startNeuron, waitUntil } from "../support/neuron.js"
+import { call, childScope, npiOf, readHealthFile, readRecords, startNeuron, untilHealthy } from "../support/neuron.js"
 import { startRegistry } from "../support/registry.js"
 
 /** The first non-loopback IPv4 address of this machine, if it has one. */
 const externalAddress = (): string | undefined =>
   Object.values(Os.networkInterfaces()).flat().find((a) => a !== undefined && a.family === "IPv4" && !a.internal)
     ?.address
-
-const healthy = (url: string) =>
-  waitUntil("the Neuron to be healthy", Effect.map(call(url, "GET", "/health"), (a) => a.body?.status === "healthy"))
 
 const ADMIN_TOKEN = "clinic-admin-7f3c9a1e5b2d4e60"
 
@@ -66,7 +63,7 @@ describe("Neuron local HTTP API", () => {
         const registryScope = yield* childScope
         const registry = yield* startRegistry().pipe(Scope.extend(registryScope))
         const neuron = yield* startNeuron({ registryUrls: [registry.url], overrides: { backoffCeiling: "1 second" } })
-        yield* healthy(neuron.url)
+        yield* untilHealthy(neuron.url)
 
         const created = yield* call(neuron.url, "POST", "/v1/providers", {
           body: {
@@ -161,7 +158,7 @@ describe("Neuron local HTTP API", () => {
       Effect.gen(function*() {
         const registry = yield* startRegistry()
         const neuron = yield* startNeuron({ registryUrls: [registry.url] })
-        yield* healthy(neuron.url)
+        yield* untilHealthy(neuron.url)
         yield* call(neuron.url, "POST", "/v1/providers", { body: { provider_npi: npiOf(71) } })
         const token = (yield* readRecords(neuron.dataDir)).bearerToken!
         assert.isString(token)

@@ -7,12 +7,10 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import { handshake, handshakeUrl } from "../../src/careagent/CareAgentClient.js"
 import { makePatientKey } from "../../src/careagent/CareAgentKeys.js"
-import { call, childScope, npiOf, startNeuron, waitFor, waitUntil } from "../support/neuron.js"
-import { startRegistry } from "../support/registry.js"
+import { call, childScope, neuronWithToken, npiOf, waitFor, waitUntil } from "../support/neuron.js"
 
 const ADMIN = "admin-1d7f3b9e5c2a8046"
 
@@ -38,18 +36,12 @@ describe("/metrics after real traffic", () => {
     () =>
       Effect.gen(function*() {
         const registryScope = yield* childScope
-        const registry = yield* startRegistry().pipe(Scope.extend(registryScope))
-        const neuron = yield* startNeuron({
-          registryUrls: [registry.url],
-          overrides: {
-            heartbeatInterval: "1 second",
-            backoffBase: "50 millis",
-            backoffCeiling: "200 millis",
-            adminToken: Option.some(Redacted.make(ADMIN))
-          }
+        const { neuron } = yield* neuronWithToken({
+          token: ADMIN,
+          registryScope,
+          overrides: { heartbeatInterval: "1 second", backoffBase: "50 millis", backoffCeiling: "200 millis" }
         })
         const scrape = Effect.map(call(neuron.url, "GET", "/metrics"), (a) => a.text)
-        yield* waitUntil("healthy", Effect.map(call(neuron.url, "GET", "/health"), (a) => a.body?.status === "healthy"))
         const provider = npiOf(501)
         assert.strictEqual(
           (yield* call(neuron.url, "POST", "/v1/providers", { token: ADMIN, body: { provider_npi: provider } })).status,

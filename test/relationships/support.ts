@@ -3,11 +3,15 @@
  * through the real `ws` client: what the tests of PROTOCOL.md section 8 start from.
  */
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as CareAgentClient from "../../src/careagent/CareAgentClient.js"
-import { makePatientKey, type PatientKeyPair, signRevocation } from "../../src/careagent/CareAgentKeys.js"
-import { call, npiOf, startNeuron } from "../support/neuron.js"
+import {
+  makeConsentClaims,
+  makePatientKey,
+  type PatientKeyPair,
+  signConsentToken,
+  signRevocation
+} from "../../src/careagent/CareAgentKeys.js"
+import { call, neuronWithToken, npiOf, startNeuron } from "../support/neuron.js"
 import { startRegistry } from "../support/registry.js"
 
 /** The provider every test's patient consents to. */
@@ -16,13 +20,9 @@ export const PROVIDER = npiOf(131)
 /** A running Neuron with its provider added; `adminToken` guards its admin routes when given. */
 export const startClinic = (options?: { readonly adminToken?: string }) =>
   Effect.gen(function*() {
-    const registry = yield* startRegistry()
-    const neuron = yield* startNeuron({
-      registryUrls: [registry.url],
-      ...(options?.adminToken === undefined
-        ? {}
-        : { overrides: { adminToken: Option.some(Redacted.make(options.adminToken)) } })
-    })
+    const neuron = options?.adminToken === undefined
+      ? yield* startNeuron({ registryUrls: [(yield* startRegistry()).url] })
+      : (yield* neuronWithToken({ token: options.adminToken, healthy: false })).neuron
     const auth = options?.adminToken === undefined ? {} : { token: options.adminToken }
     const added = yield* call(neuron.url, "POST", "/v1/providers", {
       ...auth,
@@ -57,3 +57,20 @@ export const revocationBody = (key: PatientKeyPair, relationship_id: string, at 
   const revoked_at = at.toISOString()
   return { relationship_id, revoked_at, signature: signRevocation(key, relationship_id, revoked_at) }
 }
+
+/** A `handshake.auth` message of `patient` for the clinic's provider, for raw sockets. */
+export const authMessage = (patient: { readonly key: PatientKeyPair; readonly patient_agent_id: string }) =>
+  Effect.map(
+    makeConsentClaims({
+      patient_agent_id: patient.patient_agent_id,
+      provider_npi: PROVIDER,
+      consented_actions: ["read"]
+    }),
+    (claims) => ({
+      type: "handshake.auth",
+      ...signConsentToken(patient.key, claims),
+      patient_agent_id: patient.patient_agent_id,
+      patient_public_key: patient.key.publicKeyB64u,
+      patient_endpoint: "https://patient.example.org/agent"
+    })
+  )

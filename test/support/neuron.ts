@@ -32,7 +32,8 @@ import { RegistryStore } from "../../src/registry/RegistryStore.js"
 import * as Sqlite from "../../src/sql/Sqlite.js"
 import { AuditLog, type AuditVerification } from "../../src/store/AuditLog.js"
 import { NeuronMigrations } from "../../src/store/migrations.js"
-import { npiOf } from "./http.js"
+import { call, npiOf } from "./http.js"
+import { startRegistry } from "./registry.js"
 
 export { call, freePort, npiOf } from "./http.js"
 
@@ -175,6 +176,46 @@ export const waitFor = <A, E, R>(
 /** `waitFor` on a predicate. */
 export const waitUntil = <E, R>(what: string, check: Effect.Effect<boolean, E, R>, timeoutMs?: number) =>
   waitFor(what, Effect.map(check, (ok) => (ok ? Option.some(true) : Option.none())), timeoutMs)
+
+/** Waits until the Neuron's `/health` says healthy: registered, and its heartbeat answered. */
+export const untilHealthy = (url: string) =>
+  waitUntil("the Neuron to be healthy", Effect.map(call(url, "GET", "/health"), (a) => a.body?.status === "healthy"))
+
+/** Options of `neuronWithToken`. */
+export interface NeuronWithTokenOptions {
+  /** The admin token its admin API requires (each test file has its own, so that a leak is found by name). */
+  readonly token: string
+  readonly overrides?: TestOverrides
+  /** Enrollment on: the registry requires this token and the Neuron sends it. */
+  readonly enrollmentToken?: string
+  /** Wait until `/health` says healthy before returning (the default), or return as soon as it is started. */
+  readonly healthy?: boolean
+  /** The scope the registry lives in, for a test that stops it early (`childScope`); the current one otherwise. */
+  readonly registryScope?: Scope.Scope
+}
+
+/** A real registry and a Neuron against it with an admin token, healthy (unless asked not to wait). */
+export const neuronWithToken = (options: NeuronWithTokenOptions) =>
+  Effect.gen(function*() {
+    const starting = startRegistry(
+      options.enrollmentToken === undefined ? undefined : { enrollmentToken: options.enrollmentToken }
+    )
+    const registry = yield* (options.registryScope === undefined
+      ? starting
+      : Scope.extend(starting, options.registryScope))
+    const neuron = yield* startNeuron({
+      registryUrls: [registry.url],
+      overrides: {
+        adminToken: Option.some(Redacted.make(options.token)),
+        ...(options.enrollmentToken === undefined
+          ? {}
+          : { enrollmentToken: Option.some(Redacted.make(options.enrollmentToken)) }),
+        ...options.overrides
+      }
+    })
+    if (options.healthy !== false) yield* untilHealthy(neuron.url)
+    return { registry, neuron }
+  })
 
 /** The health file, parsed (`null` when absent). */
 export const readHealthFile = (dataDir: string): Effect.Effect<any> =>
