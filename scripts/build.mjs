@@ -139,7 +139,9 @@ export const build = async (options = {}) => {
       const relative = Path.relative(outdir, file.path)
       const staged = Path.join(staging, relative.replaceAll(Path.sep, "__"))
       // Executable when it starts with a hashbang, as esbuild itself writes it (the package's `bin`).
-      Fs.writeFileSync(staged, file.contents, { mode: file.contents[0] === 0x23 && file.contents[1] === 0x21 ? 0o755 : 0o644 })
+      Fs.writeFileSync(staged, file.contents, {
+        mode: file.contents[0] === 0x23 && file.contents[1] === 0x21 ? 0o755 : 0o644
+      })
       Fs.mkdirSync(Path.dirname(file.path), { recursive: true })
       Fs.renameSync(staged, file.path)
     }

@@ -71,7 +71,10 @@ describe("pnpm build, atomic", () => {
         assert.deepStrictEqual(partial, [], "a reader saw a partial bundle")
         for (const start of started) {
           assert.strictEqual(start.code, 0, start.stderr)
-          assert.strictEqual(start.stdout.trim(), JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")).version)
+          assert.strictEqual(
+            start.stdout.trim(),
+            JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")).version
+          )
         }
         assert.deepStrictEqual(Fs.readdirSync(dist).sort(), [...outputs].sort())
         assert.strictEqual(Fs.statSync(Path.join(dist, "neuron.js")).mode & 0o111, 0o111, "the bin stays executable")
