@@ -7,10 +7,18 @@ export declare const root: string
 export declare const entryPoints: Readonly<Record<string, string>>
 
 /**
+ * The SHA-256 of everything a build of `entries` (`entryPoints` by default) reads: each file under `src/`,
+ * scripts/build.mjs, package.json and tsconfig.json, esbuild's version and the entry points.
+ */
+export declare const sourceDigest: (entries?: Readonly<Record<string, string>>) => string
+
+/**
  * Bundles `entryPoints` (output name -> entry point, relative to the root) into `outdir` (relative to the root,
- * `dist` by default); resolves with the absolute output folder.
+ * `dist` by default), unless it already holds them built from the current sources (`force`: build anyway);
+ * resolves with the absolute output folder. Each file is renamed into place whole.
  */
 export declare const build: (options?: {
   readonly entryPoints?: Readonly<Record<string, string>>
   readonly outdir?: string
+  readonly force?: boolean
 }) => Promise<string>

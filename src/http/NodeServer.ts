@@ -6,24 +6,47 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as HttpServer from "@effect/platform/HttpServer"
 import * as Option from "effect/Option"
-import { createServer, Server } from "node:http"
+import { createServer, Server, type ServerOptions } from "node:http"
 
 /**
- * A Node HTTP server layer on `host:port` (port 0: any free port). The platform listens as soon as the layer is
- * built but attaches its handler only when the application starts serving; until then a request would hang, so a
- * fallback answers `503 STARTING` (with `Retry-After`) while it is the only request listener.
+ * A Node HTTP server layer on `host:port` (port 0: any free port); `serverOptions` adds to or overrides the time-outs
+ * below. The platform listens as soon as the layer is built but attaches its handler only when the application
+ * starts serving, and detaches it first when the application stops, before the services behind it close and the
+ * server stops listening. In either window a request would hang (until the caller gives up, or the connection is
+ * swept), so a fallback answers it while it is the only request listener: `503 STARTING` before the application
+ * served, `503 STOPPING` (and `Connection: close`) after, both with `Retry-After: 1`. A client with another address
+ * (the Neuron's registry list, a load balancer) goes there at once.
  */
-export const layer = (options: { readonly host: string; readonly port: number }) =>
+export const layer = (options: {
+  readonly host: string
+  readonly port: number
+  readonly serverOptions?: ServerOptions
+}) =>
   NodeHttpServer.layer(() => {
-    const server = createServer({ headersTimeout: 5_000, requestTimeout: 15_000, connectionsCheckingInterval: 1_000 })
+    const server = createServer({
+      headersTimeout: 5_000,
+      requestTimeout: 15_000,
+      connectionsCheckingInterval: 1_000,
+      ...options.serverOptions
+    })
     made.add(server)
     server.once("close", () => made.delete(server))
+    let served = false
     server.on("request", (_request, response) => {
       if (server.listenerCount("request") > 1) return
-      response.writeHead(503, { "content-type": "application/json", "retry-after": "1" })
-      response.end(
-        JSON.stringify({ error: { code: "STARTING", message: "the server is starting; try again shortly" } })
-      )
+      const [code, message] = served
+        ? ["STOPPING", "the server is stopping; try another address or again shortly"]
+        : ["STARTING", "the server is starting; try again shortly"]
+      response.writeHead(503, {
+        "content-type": "application/json",
+        "retry-after": "1",
+        ...(served ? { connection: "close" } : {})
+      })
+      response.end(JSON.stringify({ error: { code, message } }))
+    })
+    // Added after the fallback: a second request listener is the application's handler.
+    server.on("newListener", (event) => {
+      if (event === "request") served = true
     })
     return server
   }, options)

@@ -3,14 +3,13 @@
  * AXON_ENROLLMENT_TOKEN and AXON_DATABASE_URL (docs/registry.md). Logs are JSON lines on stdout.
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
-import { createServer } from "node:http"
+import * as NodeServer from "../http/NodeServer.js"
 import * as Tracing from "../observability/Tracing.js"
 import * as SignalGuard from "../process/SignalGuard.js"
 import * as AxonRegistry from "./AxonRegistry.js"
@@ -24,18 +23,20 @@ const listen = Config.all({
   port: Config.port("AXON_PORT").pipe(Config.withDefault(8600), Config.withDescription("the registry's port"))
 })
 
+// Requests that arrive while the registry starts (connecting to its database, migrating) or stops answer
+// `503 STARTING` / `STOPPING` at once instead of hanging: a load balancer or a Neuron's next registry URL takes them.
 const ServerLive = Layer.unwrapEffect(Effect.map(listen, ({ host, port }) =>
-  NodeHttpServer.layer(
-    () =>
-      createServer({
-        // Node enforces these only when its connection checker runs (every 30 s by default): run it every second.
-        connectionsCheckingInterval: 1_000,
-        headersTimeout: 10_000,
-        requestTimeout: 30_000,
-        keepAliveTimeout: 65_000
-      }),
-    { host, port }
-  )))
+  NodeServer.layer({
+    host,
+    port,
+    serverOptions: {
+      headersTimeout: 10_000,
+      requestTimeout: 30_000,
+      // Longer than a load balancer's usual idle time-out (60 s): the balancer, not the registry, closes idle
+      // connections, so it never sends a request on a connection the registry is closing.
+      keepAliveTimeout: 65_000
+    }
+  })))
 
 const AppLive = AxonRegistry.layerConfig().pipe(
   HttpServer.withLogAddress,

@@ -20,6 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
+import type * as Net from "node:net"
 import * as Pg from "pg"
 import * as Backoff from "../heartbeat/Backoff.js"
 
@@ -68,6 +69,7 @@ export const layer = (options: PostgresOptions): Layer.Layer<PgClient.PgClient |
       })
       // A connection lost while idle is dropped from the pool; the next query opens a new one.
       pool.on("error", () => {})
+      pool.on("connect", (client) => dropWhenSilent(client, timeoutMs + 2_000))
       return pool
     }),
     (pool) => Effect.promise(() => pool.end()).pipe(Effect.timeoutOption(1_000))
@@ -120,6 +122,28 @@ export const layer = (options: PostgresOptions): Layer.Layer<PgClient.PgClient |
     )
   )
   return migrate.pipe(Layer.provideMerge(client))
+}
+
+/**
+ * Closes a pooled connection that stays silent for `silenceMs` while a statement waits for its answer. The server
+ * answers every statement within the statement time-out (it cancels it otherwise), so such silence means the
+ * server is gone without a reset: the host of a primary that failed over to its standby, a partition. The driver's
+ * `query_timeout` fails the statement but keeps the connection, and the next statement on it waits behind the lost
+ * one, for as long as the kernel keeps the socket (about 15 minutes): measured, an instance answered `503` for
+ * minutes after a failover although the new primary was reachable. Closed, the connection leaves the pool, and the
+ * next statement opens a new one to wherever the address now leads.
+ */
+const dropWhenSilent = (client: Pg.PoolClient, silenceMs: number) => {
+  const driver = client as unknown as {
+    readonly connection: { readonly stream: Net.Socket }
+    readonly _getActiveQuery: () => unknown
+  }
+  const socket = driver.connection.stream
+  socket.setTimeout(silenceMs)
+  socket.on("timeout", () => {
+    // An idle connection is silent too: only one with a statement outstanding is lost.
+    if (driver._getActiveQuery() != null) socket.destroy(new Error("no answer from PostgreSQL: connection closed"))
+  })
 }
 
 /** SQLSTATE classes that mean "the database cannot serve now", not "this statement is wrong". */

@@ -6,36 +6,14 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Pg from "pg"
-import * as Sqlite from "../../src/sql/Sqlite.js"
-import { freePort } from "../support/http.js"
 import { waitFor } from "../support/neuron.js"
 import { freshDatabase, scopedServer } from "../support/postgres.js"
-import { build, type Child, spawnMain } from "../support/process.js"
+import { type AxonInstance, build, type Child, registryReady, spawnAxon } from "../support/process.js"
 import { call, heartbeat, npi, register, registration } from "./support.js"
 
-/** One `node dist/axon.js` on its own port and data folder. */
-const startInstance = (databaseUrl: string) =>
-  Effect.gen(function*() {
-    const port = yield* freePort
-    const dataDir = yield* Sqlite.makeTempDir("axon-")
-    const child = yield* spawnMain({
-      AXON_PORT: String(port),
-      AXON_DATA_DIR: dataDir,
-      AXON_DATABASE_URL: databaseUrl
-    }, ["dist/axon.js"])
-    return { url: `http://127.0.0.1:${port}`, child, dataDir }
-  })
+const startInstance = (databaseUrl: string) => spawnAxon(databaseUrl)
 
-/** Waits until the instance answers `/health` with 200. */
-const ready = (instance: { readonly url: string; readonly child: Child }) =>
-  waitFor(
-    `the registry at ${instance.url} to be healthy`,
-    Effect.map(
-      Effect.promise(() => fetch(instance.url + "/health", { signal: AbortSignal.timeout(1_000) }).catch(() => null)),
-      (response) => (response?.status === 200 ? Option.some(true) : Option.none())
-    ),
-    60_000
-  )
+const ready = (instance: AxonInstance) => registryReady(instance.url)
 
 /** A query on the shared database, from the test. */
 const query = <A>(url: string, text: string, values: Array<unknown> = []) =>
