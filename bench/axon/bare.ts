@@ -36,7 +36,9 @@ const sqliteStore = (file: string): Store => {
   for (const row of db.prepare("SELECT registration_id, token_hash FROM neurons").all()) {
     hashes.set(row.registration_id, row.token_hash)
   }
-  const update = db.prepare("UPDATE neurons SET last_heartbeat_at = ?, neuron_endpoint_url = ? WHERE registration_id = ?")
+  const update = db.prepare(
+    "UPDATE neurons SET last_heartbeat_at = ?, neuron_endpoint_url = ? WHERE registration_id = ?"
+  )
   return {
     register: async (row) => {
       insert.get(...row)

@@ -57,7 +57,13 @@ const register = async (urls: ReadonlyArray<string>, key: string, count: number)
   const seconds = (performance.now() - started) / 1000
   await Promise.all(targets.map((pool) => pool.close()))
   const used = process.cpuUsage(cpu)
-  return { ok: count - errors, errors, seconds, perSecond: (count - errors) / seconds, loadCpuUs: (used.user + used.system) / count }
+  return {
+    ok: count - errors,
+    errors,
+    seconds,
+    perSecond: (count - errors) / seconds,
+    loadCpuUs: (used.user + used.system) / count
+  }
 }
 
 const percentile = (sorted: Float64Array, p: number) =>
@@ -80,7 +86,7 @@ const paced = async (urls: ReadonlyArray<string>, key: string, rate: number, sec
         const k = dispatched++
         const dueAt = started + (k / rate) * 1000
         // A stride through the registrations, so that consecutive requests hit different rows.
-        const [id, token, url] = rows[(cursor = (cursor + 7919) % rows.length)]!
+        const [id, token, url] = rows[cursor = (cursor + 7919) % rows.length]!
         targets[k % targets.length]!.request({
           path: `/v1/neurons/${id}/endpoint`,
           method: "PUT",

@@ -19,7 +19,17 @@ import * as Path from "node:path"
 import { parseArgs } from "node:util"
 import { build } from "../../scripts/build.mjs"
 import { createDatabase, startPostgresServer } from "../../test/support/postgresServer.js"
-import { cpuMs, killAll, migratePg, migrateSqlite, root, type Server, startBare, startRegistry, stop } from "./processes.js"
+import {
+  cpuMs,
+  killAll,
+  migratePg,
+  migrateSqlite,
+  root,
+  type Server,
+  startBare,
+  startRegistry,
+  stop
+} from "./processes.js"
 import { measureSweep } from "./sweep.js"
 
 const { values: flags } = parseArgs({
@@ -80,7 +90,9 @@ interface Figures {
 }
 
 const run = async (store: "sqlite" | "pg", instances: number, pgUrl?: () => Promise<string>): Promise<Figures> => {
-  const label = store === "sqlite" ? "SQLite, 1 instance" : `PostgreSQL, ${instances} instance${instances > 1 ? "s" : ""}`
+  const label = store === "sqlite"
+    ? "SQLite, 1 instance"
+    : `PostgreSQL, ${instances} instance${instances > 1 ? "s" : ""}`
   const dir = Fs.mkdtempSync(Path.join(work, `${store}-${instances}-`))
   let registryServers: Array<Server>
   let bareServers: Array<Server>
@@ -97,7 +109,11 @@ const run = async (store: "sqlite" | "pg", instances: number, pgUrl?: () => Prom
     bareServers = []
     for (let i = 0; i < instances; i++) {
       registryServers.push(
-        await startRegistry({ dataDir: Path.join(dir, `axon-${i}`), databaseUrl: registryDb, profileDir: flags.profile })
+        await startRegistry({
+          dataDir: Path.join(dir, `axon-${i}`),
+          databaseUrl: registryDb,
+          profileDir: flags.profile
+        })
       )
       bareServers.push(await startBare("pg", bareDb))
     }
@@ -130,7 +146,9 @@ const run = async (store: "sqlite" | "pg", instances: number, pgUrl?: () => Prom
     console.log(
       `  ${label}, registrations round ${round}: registry ${fmt(a.perSecond)}/s, bare ${fmt(b.perSecond)}/s, ratio ${
         fmt(a.perSecond / b.perSecond, 2)
-      }; server CPU per registration ${fmt(cpuA)} / ${fmt(cpuB)} µs (load generator ${fmt(a.loadCpuUs)} / ${fmt(b.loadCpuUs)})${a.errors + b.errors > 0 ? ` (errors ${a.errors} / ${b.errors})` : ""}`
+      }; server CPU per registration ${fmt(cpuA)} / ${fmt(cpuB)} µs (load generator ${fmt(a.loadCpuUs)} / ${
+        fmt(b.loadCpuUs)
+      })${a.errors + b.errors > 0 ? ` (errors ${a.errors} / ${b.errors})` : ""}`
     )
   }
   for (let round = 1; round <= ROUNDS; round++) {
@@ -162,7 +180,9 @@ try {
         results.push(await run(store, instances, () => createDatabase(pg!)))
       }
     }
-    if (pg !== undefined && !flags["no-sweep"]) sweep = await measureSweep(await createDatabase(pg), Number(flags.neurons))
+    if (pg !== undefined && !flags["no-sweep"]) {
+      sweep = await measureSweep(await createDatabase(pg), Number(flags.neurons))
+    }
   } finally {
     await pg?.destroy()
   }
@@ -199,9 +219,13 @@ try {
   }
   const ratios = results.map((f) => median(f.ratios))
   console.log(
-    `\ntargets: registrations ratio ≥ 0.5 on every configuration: ${ratios.every((r) => r >= 0.5) ? "met" : "NOT met"} (${
-      ratios.map((r) => fmt(r, 2)).join(", ")
-    })${sweep === undefined ? "" : `; sweep < 200 ms: ${sweep.worstMs < 200 ? "met" : "NOT met"} (worst ${fmt(sweep.worstMs, 1)} ms)`}`
+    `\ntargets: registrations ratio ≥ 0.5 on every configuration: ${
+      ratios.every((r) => r >= 0.5) ? "met" : "NOT met"
+    } (${ratios.map((r) => fmt(r, 2)).join(", ")})${
+      sweep === undefined
+        ? ""
+        : `; sweep < 200 ms: ${sweep.worstMs < 200 ? "met" : "NOT met"} (worst ${fmt(sweep.worstMs, 1)} ms)`
+    }`
   )
 } finally {
   load.send({ cmd: "stop" })

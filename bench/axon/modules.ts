@@ -3,5 +3,5 @@
  * @effect/sql-sqlite-node, undici through @effect/platform-node), resolved from the package that depends on them,
  * and node-postgres (a dependency of the project).
  */
-export { Database, Pool } from "../axon-component/modules.js"
 export { default as Pg } from "pg"
+export { Database, Pool } from "../axon-component/modules.js"

@@ -94,7 +94,12 @@ try {
       Effect.flatMap(
         Clock.clockWith(Effect.succeed),
         (clock) =>
-          store.answerHeartbeat(clock, id, `Bearer ${token}`, JSON.stringify({ neuron_endpoint_url: "https://plans.example.org" }))
+          store.answerHeartbeat(
+            clock,
+            id,
+            `Bearer ${token}`,
+            JSON.stringify({ neuron_endpoint_url: "https://plans.example.org" })
+          )
       )
     ],
     ["token check of the other neuron-scoped routes (`authorize`)", store.authorize(id, `Bearer ${token}`)],
@@ -120,9 +125,9 @@ try {
   const client = new Pg.Client({ connectionString: url })
   await client.connect()
   console.log(
-    `PostgreSQL ${(await client.query("SHOW server_version")).rows[0].server_version}: ${NEURONS.toLocaleString("en-US")} neurons (${due} due a transition), ${
-      (NEURONS / 10).toLocaleString("en-US")
-    } providers, analyzed\n`
+    `PostgreSQL ${(await client.query("SHOW server_version")).rows[0].server_version}: ${
+      NEURONS.toLocaleString("en-US")
+    } neurons (${due} due a transition), ${(NEURONS / 10).toLocaleString("en-US")} providers, analyzed\n`
   )
   for (const [name, statements] of recorded) {
     console.log(`### ${name}\n`)

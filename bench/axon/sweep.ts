@@ -9,7 +9,6 @@ import { seedPg } from "./pgSeed.js"
 import { migratePg } from "./processes.js"
 import { services } from "./services.js"
 
-
 const fmt = (n: number, digits = 1) => n.toLocaleString("en-US", { maximumFractionDigits: digits })
 
 /** Seeds `neurons` into the database at `url` and times sweeps over them. */
@@ -40,4 +39,3 @@ export const measureSweep = async (url: string, neurons: number) => {
     await registry.close()
   }
 }
-

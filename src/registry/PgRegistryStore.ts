@@ -103,8 +103,8 @@ export const make = Effect.gen(function*() {
     }
     return sql<{ seq: number }>`INSERT INTO neurons ${sql.insert(row)}
       ON CONFLICT (organization_npi) WHERE status <> 'deregistered' DO NOTHING RETURNING seq`.pipe(
-        Effect.map((rows) => rows.map(({ seq }): NeuronRows.NeuronRow => ({ ...row, seq })))
-      )
+      Effect.map((rows) => rows.map(({ seq }): NeuronRows.NeuronRow => ({ ...row, seq })))
+    )
   }
 
   // The shortest interval the monitor last planned with: only a registration with a shorter one needs to wake it

@@ -10,9 +10,9 @@
  * router then answers exactly as it always did (the same `400` naming the field), so only the well-formed request
  * is served here, and an error of the store becomes the same error body the route would send.
  */
+import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import type * as HttpApp from "@effect/platform/HttpApp"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
