@@ -9,7 +9,7 @@
  * `test/support/postgresServer.ts`; with N instances the bare baseline runs N processes too, and the load is
  * spread round robin, as a load balancer would); then the sweep over 100 000 neurons on PostgreSQL (`sweep.ts`).
  *
- * Flags: --rate (heartbeats/s offered, 1000), --seconds per paced round (5), --rounds (3), --registrations per
+ * Flags: --rate (heartbeats/s offered, 500), --seconds per paced round (5), --rounds (3), --registrations per
  * round (2000), --neurons for the sweep (100000), --no-sweep, --profile <dir> (CPU profiles of the registry).
  */
 import { type ChildProcess, fork } from "node:child_process"
@@ -36,7 +36,7 @@ const { values: flags } = parseArgs({
   options: {
     store: { type: "string", default: "both" },
     instances: { type: "string", default: "1,2,3" },
-    rate: { type: "string", default: "1000" },
+    rate: { type: "string", default: "500" },
     seconds: { type: "string", default: "5" },
     rounds: { type: "string", default: "3" },
     registrations: { type: "string", default: "2000" },
