@@ -54,7 +54,7 @@ const ROUNDS = Number(flags.rounds)
 const REGISTRATIONS = Number(flags.registrations)
 
 const base = Fs.existsSync("/dev/shm") ? "/dev/shm" : Os.tmpdir()
-const work = Fs.mkdtempSync(Path.join(base, "axon-bench-"))
+const work = Fs.mkdtempSync(Path.join(base, "axon-product-bench-"))
 const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits })
 const median = (xs: ReadonlyArray<number>) => {
   const sorted = [...xs].sort((a, b) => a - b)
@@ -118,6 +118,9 @@ const run = async (store: "sqlite" | "pg", instances: number, pgUrl?: () => Prom
       bareServers.push(await startBare("pg", bareDb))
     }
   }
+  // The load keeps each configuration's registrations apart: its heartbeats beat only what it registered.
+  const registryKey = `${label}: registry`
+  const bareKey = `${label}: bare`
   const registryUrls = registryServers.map((s) => s.url)
   const bareUrls = bareServers.map((s) => s.url)
   const figures: Figures = {
@@ -128,14 +131,14 @@ const run = async (store: "sqlite" | "pg", instances: number, pgUrl?: () => Prom
     errors: 0
   }
   // Warm-up: JIT, prepared statements, pool connections.
-  await ask({ cmd: "register", urls: registryUrls, key: "registry", count: 300 })
-  await ask({ cmd: "register", urls: bareUrls, key: "bare", count: 300 })
+  await ask({ cmd: "register", urls: registryUrls, key: registryKey, count: 300 })
+  await ask({ cmd: "register", urls: bareUrls, key: bareKey, count: 300 })
   for (let round = 1; round <= ROUNDS; round++) {
     let cpu = cpuMs(registryServers)
-    const a = await ask<Registered>({ cmd: "register", urls: registryUrls, key: "registry", count: REGISTRATIONS })
+    const a = await ask<Registered>({ cmd: "register", urls: registryUrls, key: registryKey, count: REGISTRATIONS })
     const cpuA = ((cpuMs(registryServers) - cpu) * 1000) / REGISTRATIONS
     cpu = cpuMs(bareServers)
-    const b = await ask<Registered>({ cmd: "register", urls: bareUrls, key: "bare", count: REGISTRATIONS })
+    const b = await ask<Registered>({ cmd: "register", urls: bareUrls, key: bareKey, count: REGISTRATIONS })
     const cpuB = ((cpuMs(bareServers) - cpu) * 1000) / REGISTRATIONS
     figures.registry.cpu.push(cpuA)
     figures.bare.cpu.push(cpuB)
@@ -152,8 +155,8 @@ const run = async (store: "sqlite" | "pg", instances: number, pgUrl?: () => Prom
     )
   }
   for (let round = 1; round <= ROUNDS; round++) {
-    const a = await ask<Paced>({ cmd: "paced", urls: registryUrls, key: "registry", rate: RATE, seconds: SECONDS })
-    const b = await ask<Paced>({ cmd: "paced", urls: bareUrls, key: "bare", rate: RATE, seconds: SECONDS })
+    const a = await ask<Paced>({ cmd: "paced", urls: registryUrls, key: registryKey, rate: RATE, seconds: SECONDS })
+    const b = await ask<Paced>({ cmd: "paced", urls: bareUrls, key: bareKey, rate: RATE, seconds: SECONDS })
     figures.registry.beats.push(a)
     figures.bare.beats.push(b)
     figures.errors += a.errors + b.errors

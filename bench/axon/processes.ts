@@ -9,12 +9,12 @@ import * as Redacted from "effect/Redacted"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
-import * as Net from "node:net"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { migrations } from "../../src/registry/migrations.js"
 import * as Postgres from "../../src/sql/Postgres.js"
 import * as Sqlite from "../../src/sql/Sqlite.js"
+import { freePort } from "../../test/support/postgresServer.js"
 
 /** The repository's root folder (the registry runs from its `dist/`). */
 export const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../..")
@@ -31,16 +31,6 @@ const children = new Set<ChildProcess>()
 export const killAll = () => {
   for (const child of children) if (child.exitCode === null) child.kill("SIGKILL")
 }
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = Net.createServer()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as Net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 
 // node:http rather than fetch: a fresh connection each time, closed after the answer.
 const healthOf = (url: string) =>
