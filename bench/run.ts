@@ -2,7 +2,9 @@
  * `pnpm bench <name>`: runs one benchmark by name. Add an entry here for a new one.
  */
 const benches: Record<string, string> = {
-  axon: "./axon-heartbeats/main.ts",
+  axon: "./axon/main.ts",
+  "axon-component": "./axon-component/main.ts",
+  "axon-plans": "./axon/plans.ts",
   lifecycle: "./lifecycle/index.ts",
   jitter: "./jitter/index.ts",
   handshake: "./handshake/main.ts",

@@ -17,7 +17,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { makeRegistrations, seedRegistry, setAllLastBeats } from "../axon-heartbeats/seed.js"
+import { makeRegistrations, seedRegistry, setAllLastBeats } from "../axon-component/seed.js"
 
 const NEURONS = Number(process.env.BENCH_NEURONS ?? 10_000)
 const OUTAGE_S = Number(process.env.BENCH_OUTAGE_S ?? 10)

@@ -13,7 +13,7 @@ import * as Http from "node:http"
 import { performance } from "node:perf_hooks"
 import { defaults } from "../../src/config/NeuronConfig.js"
 import { backoff, delays } from "../../src/heartbeat/Backoff.js"
-import { endpointOf, type Seeded } from "../axon-heartbeats/seed.js"
+import { endpointOf, type Seeded } from "../axon-component/seed.js"
 
 const rows: ReadonlyArray<Seeded> = JSON.parse(Fs.readFileSync(process.argv[2]!, "utf8"))
 const settings = defaults()

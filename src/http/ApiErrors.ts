@@ -109,6 +109,9 @@ export const layer = <Id extends string, Groups extends HttpApiGroup.HttpApiGrou
     )
   return HttpApiBuilder.middleware(api, (app) =>
     Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      // Read ahead of the router (the registration's fast path, which hands over every request it does not
+      // answer itself): the body is in the request, within the limit.
+      if (RequestBody.isAlreadyRead(request)) return serveApp(app)
       const source = RequestBody.nodeSource(request)
       if (source === undefined) {
         // Not Node's server: refuse a declared over-size body; the platform cuts a chunked one off at the limit.

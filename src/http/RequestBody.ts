@@ -89,12 +89,19 @@ export class JsonRefused extends Error {
   }
 }
 
+const alreadyRead = Symbol.for("neuron/http/RequestBody/alreadyRead")
+
+/** True for a request made by `withBody`: its body was read (Node's stream is spent), ask the request for it. */
+export const isAlreadyRead = (request: HttpServerRequest.HttpServerRequest): boolean =>
+  (request as { readonly [alreadyRead]?: boolean })[alreadyRead] === true
+
 /** The request with its body already read: the platform's body accessors answer from `body`. */
 export const withBody = (
   request: HttpServerRequest.HttpServerRequest,
   body: string
 ): HttpServerRequest.HttpServerRequest =>
   Object.create(request, {
+    [alreadyRead]: { value: true },
     text: { value: Effect.succeed(body) },
     json: {
       value: Effect.try({

@@ -31,6 +31,7 @@ import { HeartbeatMonitor } from "./HeartbeatMonitor.js"
 import { migrations } from "./migrations.js"
 import * as PgRegistryStore from "./PgRegistryStore.js"
 import { ProviderStore } from "./ProviderStore.js"
+import * as RegistrationFastPath from "./RegistrationFastPath.js"
 import * as RegistryHttp from "./RegistryHttp.js"
 import { RegistrySettings } from "./RegistrySettings.js"
 import { RegistryStore } from "./RegistryStore.js"
@@ -113,10 +114,13 @@ const makeDataDir = (dataDir: string) =>
 const isHeartbeat = (request: { readonly method: string; readonly url: string }) =>
   request.method === "PUT" && request.url.includes("/endpoint")
 
-// `HttpApiBuilder.serve`, with the heartbeat's own handler ahead of the API's router.
+// `HttpApiBuilder.serve`, with the heartbeat's and the registration's own handlers ahead of the API's router.
 const serve = Effect.gen(function*() {
   const app = yield* HttpApiBuilder.httpApp
-  return HttpServer.serve(app, HeartbeatFastPath.middleware((yield* RegistryStore).answerHeartbeat))
+  const store = yield* RegistryStore
+  const heartbeats = HeartbeatFastPath.middleware(store.answerHeartbeat)
+  const registrations = RegistrationFastPath.middleware(store.register)
+  return HttpServer.serve(app, (app) => heartbeats(registrations(app)))
 }).pipe(
   Layer.unwrapEffect,
   Layer.provide([HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer]),

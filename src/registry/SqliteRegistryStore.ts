@@ -61,8 +61,11 @@ export const make = Effect.gen(function*() {
   const recovered = (entry: NeuronEntry, nowMs: number, action: string) =>
     alerts.append([Alert.make("neuron_recovered", entry, 0, new Date(nowMs).toISOString(), action)])
 
-  /** `POST /v1/neurons`: a new registration, or, with the enrollment token, a rotation of the live one. */
-  const register = Effect.fn("RegistryStore.register")(function*(
+  /**
+   * `POST /v1/neurons`: a new registration, or, with the enrollment token, a rotation of the live one. Untraced:
+   * the request has its span; one more per registration cost a measurable share of it (issue 14).
+   */
+  const register = Effect.fnUntraced(function*(
     request: RegisterNeuronRequest,
     authorization: string | undefined
   ) {
@@ -70,8 +73,12 @@ export const make = Effect.gen(function*() {
     const token = Tokens.generate()
     const tokenHash = Tokens.hash(Redacted.value(token))
     const intervalS = request.heartbeat_interval_s ?? DEFAULT_INTERVAL_S
-    const { entry, created, wasDown, nowMs } = yield* locked(Effect.gen(function*() {
+    const { entry, created, wasDown, nowMs, shortened } = yield* locked(Effect.gen(function*() {
       const nowMs = yield* Clock.currentTimeMillis
+      const shortest = index.shortestIntervalS()
+      // Only a shorter interval than every live one brings the next sweep forward: wake the monitor for that
+      // alone (a wake re-plans its wait, a measurable part of a registration's cost when the network registers).
+      const shortened = shortest === undefined || intervalS < shortest
       const live = index.liveByOrganization(request.organization_npi)
       // What a registration writes, whether it rotates the live row or inserts a new one.
       const fields = {
@@ -99,22 +106,21 @@ export const make = Effect.gen(function*() {
         index.setTokenHash(live, tokenHash)
         index.setInterval(live, intervalS)
         index.setStatus(live, "reachable")
-        return { entry: live, created: false, wasDown, nowMs }
+        return { entry: live, created: false, wasDown, nowMs, shortened }
       }
-      const registrationId = Crypto.randomUUID()
-      const [row] = yield* sql<NeuronRows.NeuronRow>`INSERT INTO neurons ${
-        sql.insert({
-          registration_id: registrationId,
-          organization_npi: request.organization_npi,
-          ...fields,
-          registered_at: nowMs
-        })
-      } RETURNING *`
-      const entry = NeuronRows.toEntry(row!)
+      const row = {
+        registration_id: Crypto.randomUUID(),
+        organization_npi: request.organization_npi,
+        ...fields,
+        status: "reachable" as const,
+        registered_at: nowMs
+      }
+      const [inserted] = yield* sql<{ seq: number }>`INSERT INTO neurons ${sql.insert(row)} RETURNING seq`
+      const entry = NeuronRows.toEntry({ ...row, seq: inserted!.seq })
       index.put(entry)
-      return { entry, created: true, wasDown: false, nowMs }
+      return { entry, created: true, wasDown: false, nowMs, shortened }
     }))
-    yield* Queue.offer(intervalChanges, undefined)
+    if (shortened) yield* Queue.offer(intervalChanges, undefined)
     if (wasDown) yield* recovered(entry, nowMs, "re-registered: restored to reachable")
     yield* Effect.logInfo(created ? "neuron registered" : "neuron re-registered: bearer token rotated").pipe(
       Effect.annotateLogs({ registration_id: entry.registrationId, organization_npi: entry.organizationNpi })

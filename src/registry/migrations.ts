@@ -152,5 +152,19 @@ export const migrations = {
         last_sweep_at BIGINT
       )`
     ]
+  }),
+  // Found by the plans of issue 14 (docs/registry.md), 100 000 neurons: the monitor reads the shortest interval
+  // every second on each PostgreSQL instance (a scan of the table each time without an index), and a listing
+  // filtered by a rare status walked the live rows in `seq` order to find none. Neither column changes on a
+  // heartbeat, so heartbeats stay HOT updates (no index write).
+  "0004_live_interval_and_status": dialects({
+    sqlite: [
+      `CREATE INDEX neurons_live_interval ON neurons (heartbeat_interval_s) WHERE status <> 'deregistered'`,
+      `CREATE INDEX neurons_live_status_seq ON neurons (status, seq) WHERE status <> 'deregistered'`
+    ],
+    pg: [
+      `CREATE INDEX neurons_live_interval ON neurons (heartbeat_interval_s) WHERE status <> 'deregistered'`,
+      `CREATE INDEX neurons_live_status_seq ON neurons (status, seq) WHERE status <> 'deregistered'`
+    ]
   })
 }

@@ -45,7 +45,8 @@ const command = (binary: string, args: ReadonlyArray<string>): [string, Array<st
     ? ["runuser", ["-u", "postgres", "--", Path.join(PG_BIN, binary), ...args]]
     : [Path.join(PG_BIN, binary), [...args]]
 
-const freePort = () =>
+/** A free loopback port. */
+export const freePort = () =>
   new Promise<number>((resolve, reject) => {
     const server = Net.createServer()
     server.on("error", reject)
