@@ -5,12 +5,19 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { makePatientKey, signRevocation } from "../../src/careagent/CareAgentKeys.js"
+import { makePatientKey } from "../../src/careagent/CareAgentKeys.js"
 import { revoke } from "../../src/careagent/CareAgentRevocation.js"
 import { call, readRecords } from "../support/neuron.js"
-import { makePatient, PROVIDER, revocationBody, shakeHands, startClinic } from "./support.js"
-
-const MINUTE = 60_000
+import {
+  makePatient,
+  malformedRevocations,
+  MINUTE,
+  PROVIDER,
+  refusedRevocations,
+  revocationBody,
+  shakeHands,
+  startClinic
+} from "./support.js"
 
 describe("consent revocation (section 8)", () => {
   it.scopedLive(
@@ -95,13 +102,7 @@ describe("consent revocation (section 8)", () => {
         const stranger = yield* makePatientKey
         const good = revocationBody(patient.key, id)
         const now = Date.now()
-        const refused = [
-          { ...good, signature: signRevocation(patient.key, id, new Date(now - 1000).toISOString()) },
-          revocationBody(stranger, id),
-          { ...good, signature: signRevocation(patient.key, "another-relationship", good.revoked_at) },
-          revocationBody(patient.key, id, new Date(now - 6 * MINUTE)),
-          revocationBody(patient.key, id, new Date(now + 6 * MINUTE))
-        ]
+        const refused = refusedRevocations(patient.key, stranger, id, now).map(([, body]) => body)
         for (const body of refused) {
           const answer = yield* call(neuron.url, "POST", "/v1/consent/revoke", { body })
           assert.strictEqual(answer.status, 403, answer.text)
@@ -114,13 +115,7 @@ describe("consent revocation (section 8)", () => {
           })).status,
           404
         )
-        const malformed: ReadonlyArray<readonly [unknown, string]> = [
-          [{ ...good, signature: good.signature.slice(1) }, "signature"],
-          [{ ...good, signature: good.signature + "=" }, "signature"],
-          [{ ...good, revoked_at: "yesterday" }, "revoked_at"],
-          [{ revoked_at: good.revoked_at, signature: good.signature }, "relationship_id"],
-          [{ ...good, relationship_id: "a/b" }, "relationship_id"]
-        ]
+        const malformed = malformedRevocations(good)
         for (const [body, field] of malformed) {
           const answer = yield* call(neuron.url, "POST", "/v1/consent/revoke", { body })
           assert.strictEqual(answer.status, 400, answer.text)

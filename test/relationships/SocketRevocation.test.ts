@@ -7,13 +7,21 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { handshakeUrl } from "../../src/careagent/CareAgentClient.js"
-import { makePatientKey, signRevocation } from "../../src/careagent/CareAgentKeys.js"
+import { makePatientKey } from "../../src/careagent/CareAgentKeys.js"
 import { revokeOverSocket } from "../../src/careagent/CareAgentRevocation.js"
 import { call, readRecords } from "../support/neuron.js"
 import { clientFrame, connect, opened, rawSession } from "../support/ws.js"
-import { authMessage, makePatient, PROVIDER, revocationBody, shakeHands, startClinic } from "./support.js"
-
-const MINUTE = 60_000
+import {
+  authMessage,
+  makePatient,
+  malformedRevocations,
+  MINUTE,
+  PROVIDER,
+  refusedRevocations,
+  revocationBody,
+  shakeHands,
+  startClinic
+} from "./support.js"
 
 /** `consent.revoke` with the fields of `revocationBody`. */
 const revokeMessage = (body: Record<string, unknown>) => ({ type: "consent.revoke", ...body })
@@ -114,23 +122,13 @@ describe("consent.revoke as the first message of a handshake socket (section 8)"
         const stranger = yield* makePatientKey
         const good = revocationBody(patient.key, id)
         const now = Date.now()
-        const refused: ReadonlyArray<readonly [string, Record<string, unknown>, string]> = [
-          ["another key", revocationBody(stranger, id), "signature"],
-          ["signed for another time", {
-            ...good,
-            signature: signRevocation(patient.key, id, new Date(now - 1000).toISOString())
-          }, "signature"],
-          ["signed for another id", {
-            ...good,
-            signature: signRevocation(patient.key, "another-relationship", good.revoked_at)
-          }, "signature"],
-          ["6 minutes stale", revocationBody(patient.key, id, new Date(now - 6 * MINUTE)), "5 minutes"],
-          ["6 minutes ahead", revocationBody(patient.key, id, new Date(now + 6 * MINUTE)), "5 minutes"],
+        const refused = [
+          ...refusedRevocations(patient.key, stranger, id, now),
           [
             "an unknown relationship",
             revocationBody(stranger, "00000000-0000-4000-8000-000000000000"),
             "no relationship"
-          ]
+          ] as const
         ]
         for (const [label, body, words] of refused) {
           const { answer, code } = yield* firstMessage(neuron.url, revokeMessage(body))
@@ -138,14 +136,7 @@ describe("consent.revoke as the first message of a handshake socket (section 8)"
           assert.deepInclude(answer, { type: "handshake.error", code: "CONSENT_FAILED" }, label)
           assert.include(answer.message, words, label)
         }
-        const malformed: ReadonlyArray<readonly [Record<string, unknown>, string]> = [
-          [{ ...good, signature: good.signature.slice(1) }, "signature"],
-          [{ ...good, signature: good.signature + "=" }, "signature"],
-          [{ ...good, revoked_at: "yesterday" }, "revoked_at"],
-          [{ revoked_at: good.revoked_at, signature: good.signature }, "relationship_id"],
-          [{ ...good, relationship_id: "a/b" }, "relationship_id"],
-          [{ ...good, signature: 42 }, "signature"]
-        ]
+        const malformed = [...malformedRevocations(good), [{ ...good, signature: 42 }, "signature"] as const]
         for (const [body, field] of malformed) {
           const { answer, code } = yield* firstMessage(neuron.url, revokeMessage(body))
           assert.strictEqual(code, 4002, JSON.stringify(body))

@@ -58,6 +58,46 @@ export const revocationBody = (key: PatientKeyPair, relationship_id: string, at 
   return { relationship_id, revoked_at, signature: signRevocation(key, relationship_id, revoked_at) }
 }
 
+export const MINUTE = 60_000
+
+/**
+ * Well-formed revocations of `relationship_id` that verification refuses, each with a label and the words its
+ * refusal says: another key, a signature over another time or id, `revoked_at` 6 minutes stale or ahead. The same
+ * cases for `POST /v1/consent/revoke` and for `consent.revoke` on the handshake socket.
+ */
+export const refusedRevocations = (
+  key: PatientKeyPair,
+  stranger: PatientKeyPair,
+  relationship_id: string,
+  now = Date.now()
+): ReadonlyArray<readonly [label: string, body: Record<string, unknown>, words: string]> => {
+  const good = revocationBody(key, relationship_id, new Date(now))
+  return [
+    ["another key", revocationBody(stranger, relationship_id, new Date(now)), "signature"],
+    ["signed for another time", {
+      ...good,
+      signature: signRevocation(key, relationship_id, new Date(now - 1000).toISOString())
+    }, "signature"],
+    ["signed for another id", {
+      ...good,
+      signature: signRevocation(key, "another-relationship", good.revoked_at)
+    }, "signature"],
+    ["6 minutes stale", revocationBody(key, relationship_id, new Date(now - 6 * MINUTE)), "5 minutes"],
+    ["6 minutes ahead", revocationBody(key, relationship_id, new Date(now + 6 * MINUTE)), "5 minutes"]
+  ]
+}
+
+/** Malformed variants of a good revocation body, each with the field its refusal names. */
+export const malformedRevocations = (
+  good: ReturnType<typeof revocationBody>
+): ReadonlyArray<readonly [body: Record<string, unknown>, field: string]> => [
+  [{ ...good, signature: good.signature.slice(1) }, "signature"],
+  [{ ...good, signature: good.signature + "=" }, "signature"],
+  [{ ...good, revoked_at: "yesterday" }, "revoked_at"],
+  [{ revoked_at: good.revoked_at, signature: good.signature }, "relationship_id"],
+  [{ ...good, relationship_id: "a/b" }, "relationship_id"]
+]
+
 /** A `handshake.auth` message of `patient` for the clinic's provider, for raw sockets. */
 export const authMessage = (patient: { readonly key: PatientKeyPair; readonly patient_agent_id: string }) =>
   Effect.map(
