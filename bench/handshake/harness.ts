@@ -17,8 +17,11 @@ const DEADLINE_MS = 6 * 60_000
 const here = Path.dirname(fileURLToPath(import.meta.url))
 const children: Array<ChildProcess> = []
 
-/** Where the SQLite files live: /dev/shm when there is one (the work disk is noisy: TRAPS.md). */
-export const base = Fs.existsSync("/dev/shm") ? "/dev/shm" : Os.tmpdir()
+/**
+ * Where the SQLite files live: BENCH_DATA when set (a folder on the disk a clinic's Neuron would use: every commit
+ * is then a real fsync), else /dev/shm when there is one (the work disk is noisy: TRAPS.md).
+ */
+export const base = process.env.BENCH_DATA ?? (Fs.existsSync("/dev/shm") ? "/dev/shm" : Os.tmpdir())
 /** This run's folder, removed at the end. */
 export const dataDir = Fs.mkdtempSync(Path.join(base, "handshake-bench-"))
 

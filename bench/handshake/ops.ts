@@ -2,8 +2,8 @@
  * `pnpm bench handshake-ops`: Effect operations and fibers per handshake, counted (not timed), so that a change
  * to the handshake's path can be judged on a noisy machine. The HandshakeServer runs in this process on its test
  * fixture (real SQLite file, Node HTTP on port 0) under a `Supervisor` with the `OpSupervision` runtime flag; a
- * plain `ws` client (no Effect) makes BENCH_OPS_HANDSHAKES (2 000) complete handshakes one after another, then
- * as many connections that close right after the upgrade. Prints operations and fibers per handshake.
+ * plain `ws` client (no Effect) makes BENCH_OPS_HANDSHAKES (2 000) complete handshakes one after another, then as
+ * many BENCH_OPS_CONCURRENCY (16) at a time, then as many connections that close right after the upgrade. Prints operations and fibers per handshake.
  */
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
@@ -17,6 +17,7 @@ import * as Sqlite from "../../src/sql/Sqlite.js"
 import { fromContext, neuronLayer, ORG, PROVIDER } from "../../test/handshake/fixture.js"
 
 const COUNT = Number(process.env.BENCH_OPS_HANDSHAKES ?? 2_000)
+const CONCURRENT = Number(process.env.BENCH_OPS_CONCURRENCY ?? 16)
 const PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex")
 
 class Counter extends Supervisor.AbstractSupervisor<void> {
@@ -79,16 +80,20 @@ const program = Effect.gen(function*() {
   const dir = yield* Sqlite.makeTempDir("handshake-ops-")
   const context = yield* Layer.build(neuronLayer(dir)).pipe(Effect.orDie)
   const neuron = fromContext(context)
-  const phase = (name: string, full: boolean) =>
+  const phase = (name: string, full: boolean, concurrency = 1) =>
     Effect.promise(async () => {
       for (let i = 0; i < 50; i++) await once(neuron.url, patients[i % patients.length]!, full)
       const ops = counter.ops
       const fibers = counter.fibers
       const cpu = process.cpuUsage()
-      for (let i = 0; i < COUNT; i++) {
-        const status = await once(neuron.url, patients[i % patients.length]!, full)
-        if (status !== (full ? "complete" : "closed")) throw new Error(`handshake ${i}: ${status}`)
-      }
+      let next = 0
+      await Promise.all(Array.from({ length: concurrency }, async () => {
+        while (next < COUNT) {
+          const i = next++
+          const status = await once(neuron.url, patients[i % patients.length]!, full)
+          if (status !== (full ? "complete" : "closed")) throw new Error(`handshake ${i}: ${status}`)
+        }
+      }))
       const used = process.cpuUsage(cpu)
       console.log(
         `${name}: ${((counter.ops - ops) / COUNT).toFixed(1)} Effect operations, ${
@@ -99,6 +104,8 @@ const program = Effect.gen(function*() {
       )
     })
   yield* phase("complete handshake", true)
+  // Concurrent completions share transactions (group commit): the count per handshake depends on how many do.
+  yield* phase(`complete handshake, ${CONCURRENT} at a time`, true, CONCURRENT)
   yield* phase("upgrade, then the client closes", false)
 })
 

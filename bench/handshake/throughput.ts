@@ -110,6 +110,17 @@ export const throughput = async () => {
       loadCpuUs: median(rs.map((r) => r.loadCpuUs))
     }
   }
+  // How many completions the Neuron's transactions carried (group commit), from its own /metrics (loopback).
+  for (const [name, product] of [["neuron", neuron], ["compared", other]] as const) {
+    if (product === undefined) continue
+    const text = await fetch(`http://127.0.0.1:${product.port}/metrics`).then((r) => r.text(), () => "")
+    const sample = (metric: string) =>
+      Number(new RegExp(`^${metric}\\{operation="handshake"\\} (\\S+)$`, "m").exec(text)?.[1] ?? NaN)
+    const count = sample("neuron_sqlite_group_commit_size_count")
+    if (Number.isFinite(count)) {
+      console.log(`${name}: ${fmt(sample("neuron_sqlite_group_commit_size_sum") / count, 1)} completions per transaction`)
+    }
+  }
   const n = total((r) => r.neuron)
   const b = total((r) => r.baseline)
   const ratio = median(rounds.map((r) => r.neuron.perSecond / r.baseline.perSecond))

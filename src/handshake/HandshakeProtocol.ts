@@ -175,7 +175,7 @@ export const run = Effect.fnUntraced(function*(
   options: ProtocolOptions,
   services: ProtocolServices
 ) {
-  const { audit, providers, relationships, verifier } = services
+  const { providers, relationships, verifier } = services
 
   const receive = <A>(
     decode: (frame: string | Uint8Array) => Either.Either<A, HandshakeFailure>,
@@ -240,28 +240,24 @@ export const run = Effect.fnUntraced(function*(
     provider_npi: npi,
     patient_public_key: verified.publicKey.b64u,
     consented_actions: verified.claims.consented_actions
-  }, (established, transaction) =>
-    Effect.zipRight(
-      audit.appendAll([
-        startedEntry(session),
-        {
-          actor: `patient:${verified.claims.patient_agent_id}`,
-          action: "handshake.completed",
-          subject: established.relationship_id,
-          details: {
-            connection_id: session.connection_id,
-            status: established.status,
-            provider_npi: npi,
-            key_fingerprint: session.key_fingerprint,
-            consented_actions: verified.claims.consented_actions
-          }
+  }, {
+    audit: (established) => [
+      startedEntry(session),
+      {
+        actor: `patient:${verified.claims.patient_agent_id}`,
+        action: "handshake.completed",
+        subject: established.relationship_id,
+        details: {
+          connection_id: session.connection_id,
+          status: established.status,
+          provider_npi: npi,
+          key_fingerprint: session.key_fingerprint,
+          consented_actions: verified.claims.consented_actions
         }
-      ], transaction),
-      Effect.suspend(() => {
-        const late = beyondLast(connection.poll())
-        return late === undefined ? Effect.void : Effect.fail(late)
-      })
-    )).pipe(
+      }
+    ],
+    beforeCommit: () => beyondLast(connection.poll())
+  }).pipe(
       Effect.catchTag(
         "RelationshipKeyMismatch",
         (e) => Effect.fail(fromConsent(new ConsentError({ reason: e.reason, message: e.message })))

@@ -8,17 +8,19 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import * as SqlSchema from "@effect/sql/SqlSchema"
 import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { randomUUID } from "node:crypto"
 import { NeuronMetrics, timeTransaction } from "../observability/NeuronMetrics.js"
+import * as GroupCommit from "../sql/GroupCommit.js"
 import { withPreparedTransaction } from "../sql/Sqlite.js"
-import { AuditLog } from "../store/AuditLog.js"
+import { AuditLog, type AuditInput } from "../store/AuditLog.js"
 import {
   RelationshipEvent,
   RelationshipRevoked,
@@ -52,6 +54,20 @@ export interface EstablishRequest {
   readonly patient_public_key: string
   readonly consented_actions: ReadonlyArray<string>
 }
+
+/** What `establish` writes with the relationship, and when it gives up. */
+export interface EstablishOptions<E> {
+  /** The audit entries written with the relationship, in its transaction. */
+  readonly audit?: (established: Established) => ReadonlyArray<AuditInput>
+  /**
+   * Checked just before the commit: an error abandons this completion (nothing of it is kept) and is its outcome.
+   * Synchronous, so that nothing can happen between the check and the commit.
+   */
+  readonly beforeCommit?: () => E | undefined
+}
+
+/** The most completions in one transaction (the audit insert takes 2 rows of 8 parameters per completion). */
+const MAX_BATCH = 64
 
 /** The outcome of `establish`: a new relationship, or the active one made earlier with the same key. */
 export interface Established {
@@ -196,47 +212,103 @@ export const make = Effect.gen(function*() {
       } ORDER BY created_at, relationship_id`
   })
 
-  /**
-   * Creates the relationship, or returns the active one for the same patient, provider and key. The latest
-   * consent governs: an existing relationship takes the consented actions of the token just verified.
-   * `within` runs in the same transaction (the handshake writes its audit entry there: one commit for both).
-   */
-  const establish = <E = never>(
-    request: EstablishRequest,
-    within?: (established: Established, connection: Connection) => Effect.Effect<void, E>
-  ): Effect.Effect<Established, RelationshipKeyMismatch | E> =>
+  // One completion on the transaction's connection: the relationship established, or the mismatch it met (a
+  // value, so that a batch can go on with its other completions: nothing was written for it).
+  const establishOn = (connection: Connection, request: EstablishRequest, now: string) =>
+    Effect.gen(function*() {
+      const actions = JSON.stringify(request.consented_actions)
+      // Two rounds at most: the second only if the conflicting row was revoked before it could be read.
+      for (let round = 0; round < 2; round++) {
+        const relationship_id = randomUUID()
+        const [row] = yield* upsert(connection, { relationship_id, request, actions, now })
+        if (row !== undefined) {
+          const established: Established = {
+            relationship_id: row.relationship_id,
+            status: row.relationship_id === relationship_id ? "new" : "existing"
+          }
+          return established
+        }
+        // An active relationship with another key (or one revoked meanwhile: try again).
+        const existing = yield* findActiveKey(connection, request)
+        if (Option.isNone(existing)) continue
+        return new RelationshipKeyMismatch({
+          reason: "key_mismatch",
+          message: "patient_public_key differs from the key of the existing relationship with this provider"
+        })
+      }
+      return yield* Effect.dieMessage("relationships: the active relationship vanished twice while establishing")
+    })
+
+  interface Pending {
+    readonly request: EstablishRequest
+    readonly options: EstablishOptions<unknown> | undefined
+  }
+  /** The completion's own end of a batch: abandoned just before the commit, or its audit entries. */
+  const finish = (pending: Pending, established: Established) => {
+    const refused = pending.options?.beforeCommit?.()
+    return refused !== undefined
+      ? Exit.fail(refused)
+      : Exit.succeed(pending.options?.audit?.(established) ?? [])
+  }
+  const counted = (size: number) =>
+    Option.isSome(metrics) ? metrics.value.groupCommit("handshake", size) : undefined
+  const single = (pending: Pending) =>
     transaction((connection) =>
       Effect.gen(function*() {
         const now = new Date(yield* Clock.currentTimeMillis).toISOString()
-        const actions = JSON.stringify(request.consented_actions)
-        // Two rounds at most: the second only if the conflicting row was revoked before it could be read.
-        for (let round = 0; round < 2; round++) {
-          const relationship_id = randomUUID()
-          const [row] = yield* upsert(connection, { relationship_id, request, actions, now })
-          if (row !== undefined) {
-            const established: Established = {
-              relationship_id: row.relationship_id,
-              status: row.relationship_id === relationship_id ? "new" : "existing"
-            }
-            if (within !== undefined) yield* within(established, connection)
-            return established
-          }
-          // An active relationship with another key (or one revoked meanwhile: try again).
-          const existing = yield* findActiveKey(connection, request)
-          if (Option.isNone(existing)) continue
-          return yield* new RelationshipKeyMismatch({
-            reason: "key_mismatch",
-            message: "patient_public_key differs from the key of the existing relationship with this provider"
-          })
-        }
-        return yield* Effect.dieMessage("relationships: the active relationship vanished twice while establishing")
+        const established = yield* establishOn(connection, pending.request, now)
+        if (established instanceof RelationshipKeyMismatch) return yield* established
+        const entries = yield* finish(pending, established)
+        yield* audit.appendAll(entries, connection)
+        counted(1)
+        return established
       })
-    ).pipe(
-      // BEGIN / COMMIT kept prepared, no span: this is the handshake's one transaction.
-      timeTransaction(metrics, "handshake"),
-      // No span of its own: it runs once per handshake, inside the handshake's.
-      Effect.catchTag("SqlError", Effect.die)
-    )
+    ).pipe(timeTransaction(metrics, "handshake"))
+  // All or nothing: a completion abandoned before the commit fails the batch, and each is then written alone
+  // (`single`), where it fails by itself. A key mismatch writes nothing: it is that completion's outcome.
+  const batch = (pendings: ReadonlyArray<Pending>) =>
+    transaction((connection) =>
+      Effect.gen(function*() {
+        const now = new Date(yield* Clock.currentTimeMillis).toISOString()
+        const outcomes: Array<Exit.Exit<Established, unknown>> = []
+        const entries: Array<AuditInput> = []
+        for (const pending of pendings) {
+          const established = yield* establishOn(connection, pending.request, now)
+          if (established instanceof RelationshipKeyMismatch) {
+            outcomes.push(Exit.fail(established))
+            continue
+          }
+          entries.push(...(yield* finish(pending, established)))
+          outcomes.push(Exit.succeed(established))
+        }
+        yield* audit.appendAll(entries, connection)
+        counted(pendings.length)
+        return outcomes
+      })
+    ).pipe(timeTransaction(metrics, "handshake"))
+  // The handshake's completions, group-committed: under load one transaction (one BEGIN / COMMIT, one audit
+  // insert, the WAL's frames written and synced once) carries all the completions that arrived while the last
+  // one was being written.
+  const completions = yield* GroupCommit.make({
+    single: (pending: Pending) =>
+      single(pending).pipe(Effect.catchIf((e): e is SqlError => e instanceof SqlError, Effect.die)),
+    batch,
+    maxBatch: MAX_BATCH
+  })
+
+  /**
+   * Creates the relationship, or returns the active one for the same patient, provider and key. The latest
+   * consent governs: an existing relationship takes the consented actions of the token just verified.
+   * `options.audit` gives the audit entries written in the same transaction (one commit for both), and
+   * `options.beforeCommit`, checked just before the commit, abandons the completion (nothing of it is kept).
+   * Completions that arrive together share one transaction (`GroupCommit`); each gets its own outcome.
+   */
+  const establish = <E = never>(
+    request: EstablishRequest,
+    options?: EstablishOptions<E>
+  ): Effect.Effect<Established, RelationshipKeyMismatch | E> =>
+    // No span of its own: it runs once per handshake, inside the handshake's.
+    completions.submit({ request, options }) as Effect.Effect<Established, RelationshipKeyMismatch | E>
 
   /** The relationships, optionally only one patient's or one provider's, oldest first. */
   const list = (filter?: { readonly patient_agent_id?: string; readonly provider_npi?: string }) =>
@@ -330,6 +402,6 @@ export const make = Effect.gen(function*() {
 
 /** Consent relationships on the host's SqlClient (migrated with `NeuronMigrations`), with their AuditLog. */
 export class RelationshipStore extends Effect.Service<RelationshipStore>()("neuron/RelationshipStore", {
-  effect: make,
+  scoped: make,
   dependencies: [AuditLog.Default]
 }) {}

@@ -24,6 +24,8 @@ export interface NeuronMetricsService {
   readonly handshake: (outcome: string, seconds: number) => void
   /** `neuron_sqlite_transaction_seconds{operation}`. */
   readonly transaction: (operation: string, seconds: number) => void
+  /** `neuron_sqlite_group_commit_size{operation}`: how many writes one group-committed transaction carried. */
+  readonly groupCommit: (operation: string, size: number) => void
   /** `neuron_api_requests_total{method,route,status}` and `neuron_api_request_duration_seconds{method,route}`. */
   readonly apiRequest: (method: string, route: string, status: number, seconds: number) => void
 }
@@ -56,6 +58,13 @@ const make = (): NeuronMetricsService => {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
     registers: [registry]
   })
+  const groupCommits = new Prometheus.Histogram({
+    name: "neuron_sqlite_group_commit_size",
+    help: "Writes carried by one group-committed transaction, by operation (1: nothing else was waiting)",
+    labelNames: ["operation"],
+    buckets: [1, 2, 4, 8, 16, 32, 64],
+    registers: [registry]
+  })
   const requests = new Prometheus.Counter({
     name: "neuron_api_requests_total",
     help: "HTTP API requests by method, route (its template) and status",
@@ -75,6 +84,7 @@ const make = (): NeuronMetricsService => {
     backoffDelay: (delay) => backoff.observe(Duration.toSeconds(delay)),
     handshake: (outcome, seconds) => handshakes.observe({ outcome }, seconds),
     transaction: (operation, seconds) => transactions.observe({ operation }, seconds),
+    groupCommit: (operation, size) => groupCommits.observe({ operation }, size),
     apiRequest: (method, route, status, seconds) => {
       requests.inc({ method, route, status: String(status) })
       requestTime.observe({ method, route }, seconds)

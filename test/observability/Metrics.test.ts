@@ -104,6 +104,9 @@ describe("/metrics after real traffic", () => {
         // Registration, registered and the provider: three lifecycle transactions at least; one handshake commit.
         assert.isAtLeast(value(text, "neuron_sqlite_transaction_seconds_count", { operation: "lifecycle" }), 3)
         assert.strictEqual(value(text, "neuron_sqlite_transaction_seconds_count", { operation: "handshake" }), 1)
+        // The one handshake, alone in its group-committed transaction.
+        assert.strictEqual(value(text, "neuron_sqlite_group_commit_size_count", { operation: "handshake" }), 1)
+        assert.strictEqual(value(text, "neuron_sqlite_group_commit_size_sum", { operation: "handshake" }), 1)
         assert.isAbove(value(text, "neuron_sqlite_transaction_seconds_sum", { operation: "lifecycle" }), 0)
 
         const requests = (labels: Record<string, string>) => value(text, "neuron_api_requests_total", labels)
