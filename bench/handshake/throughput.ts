@@ -118,7 +118,9 @@ export const throughput = async () => {
       Number(new RegExp(`^${metric}\\{operation="handshake"\\} (\\S+)$`, "m").exec(text)?.[1] ?? NaN)
     const count = sample("neuron_sqlite_group_commit_size_count")
     if (Number.isFinite(count)) {
-      console.log(`${name}: ${fmt(sample("neuron_sqlite_group_commit_size_sum") / count, 1)} completions per transaction`)
+      console.log(
+        `${name}: ${fmt(sample("neuron_sqlite_group_commit_size_sum") / count, 1)} completions per transaction`
+      )
     }
   }
   const n = total((r) => r.neuron)

@@ -258,11 +258,11 @@ export const run = Effect.fnUntraced(function*(
     ],
     beforeCommit: () => beyondLast(connection.poll())
   }).pipe(
-      Effect.catchTag(
-        "RelationshipKeyMismatch",
-        (e) => Effect.fail(fromConsent(new ConsentError({ reason: e.reason, message: e.message })))
-      )
+    Effect.catchTag(
+      "RelationshipKeyMismatch",
+      (e) => Effect.fail(fromConsent(new ConsentError({ reason: e.reason, message: e.message })))
     )
+  )
   const message: HandshakeComplete = {
     type: MessageType.complete,
     relationship_id: established.relationship_id,

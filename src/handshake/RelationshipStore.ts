@@ -20,7 +20,7 @@ import { randomUUID } from "node:crypto"
 import { NeuronMetrics, timeTransaction } from "../observability/NeuronMetrics.js"
 import * as GroupCommit from "../sql/GroupCommit.js"
 import { withPreparedTransaction } from "../sql/Sqlite.js"
-import { AuditLog, type AuditInput } from "../store/AuditLog.js"
+import { type AuditInput, AuditLog } from "../store/AuditLog.js"
 import {
   RelationshipEvent,
   RelationshipRevoked,
@@ -250,8 +250,7 @@ export const make = Effect.gen(function*() {
       ? Exit.fail(refused)
       : Exit.succeed(pending.options?.audit?.(established) ?? [])
   }
-  const counted = (size: number) =>
-    Option.isSome(metrics) ? metrics.value.groupCommit("handshake", size) : undefined
+  const counted = (size: number) => Option.isSome(metrics) ? metrics.value.groupCommit("handshake", size) : undefined
   const single = (pending: Pending) =>
     transaction((connection) =>
       Effect.gen(function*() {
