@@ -170,6 +170,11 @@ const waitingFor = (socket: Duplex, head: Buffer, gone: () => void, limit = 1 <<
 interface Tracked {
   readonly session: HandshakeProtocol.SessionInfo
   connection: WebSocketConnection.Upgraded | undefined
+  /**
+   * What keeps it tracked: its socket, and its fiber once started. Shutdown waits for both: the fiber's
+   * outcome (its audit entries) is written after the socket may already be gone.
+   */
+  holds: number
 }
 
 /** The Tracer a fiber has unless the host installs one (OpenTelemetry...): spans are then recorded nowhere. */
@@ -224,9 +229,13 @@ export const make = (options: HandshakeServerOptions) =>
       sessions.delete(tracked)
       if (sessions.size === 0) drained.unsafeOpen()
     }
+    const letGo = (tracked: Tracked) => {
+      if (--tracked.holds === 0) untrack(tracked)
+    }
 
     // On shutdown: queued upgrades get 503, running handshakes close with 1001 (their reader is told to stop
-    // before anything else it has not read yet); wait until all are gone.
+    // before anything else it has not read yet); wait until all are gone, their outcomes written (the services
+    // they write to, built before this server, close after it).
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         stopping = true
@@ -304,7 +313,7 @@ export const make = (options: HandshakeServerOptions) =>
       const upgradedAt = clock.unsafeCurrentTimeMillis()
       const released = () => {
         admission.release()
-        untrack(tracked)
+        letGo(tracked)
       }
       const connection = WebSocketConnection.upgrade(
         wss,
@@ -325,9 +334,16 @@ export const make = (options: HandshakeServerOptions) =>
       if (stopping) connection.stop()
       // The connection's fiber starts at its first event: a waiting connection holds no fiber. Its outcome
       // closes the socket; should anything end it without doing so, the socket still goes (1001).
-      connection.whenReady(() =>
-        runFork(Effect.ensuring(serveConnection(session, connection), Effect.sync(() => connection.goingAway())))
-      )
+      connection.whenReady(() => {
+        tracked.holds++
+        runFork(Effect.ensuring(
+          serveConnection(session, connection),
+          Effect.sync(() => {
+            connection.goingAway()
+            letGo(tracked)
+          })
+        ))
+      })
       return true
     }
 
@@ -387,7 +403,8 @@ export const make = (options: HandshakeServerOptions) =>
           key_fingerprint: null,
           upgraded_at: null
         },
-        connection: undefined
+        connection: undefined,
+        holds: 1
       }
       track(tracked)
       if (admission.tryTake()) {

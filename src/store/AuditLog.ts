@@ -8,9 +8,12 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import * as SqlSchema from "@effect/sql/SqlSchema"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import { NeuronMetrics } from "../observability/NeuronMetrics.js"
+import * as GroupCommit from "../sql/GroupCommit.js"
 import * as Sqlite from "../sql/Sqlite.js"
 import { AuditEntry, entryHash, GENESIS_HASH, type RawEntry, verifyChain } from "./AuditChain.js"
 import { NeuronMigrations } from "./migrations.js"
@@ -147,9 +150,28 @@ export const make = Effect.gen(function*() {
       return yield* Effect.dieMessage("audit_log: the chain head moved while appending")
     })
 
+  // Appends outside any transaction (a failed handshake's two entries, an API key's event, ...) are
+  // group-committed: those that arrive together go in one transaction, each caller's entries kept together and
+  // in order, each caller answered after the commit. A flood of connections that drop right after the upgrade
+  // then costs one commit per batch, not one per connection.
+  const metrics = yield* Effect.serviceOption(NeuronMetrics)
+  const written = (size: number) => Option.isSome(metrics) ? metrics.value.groupCommit("audit", size) : undefined
+  const alone = (pending: ReadonlyArray<Pending>) =>
+    Effect.orDie(Sqlite.writeTransaction(sql)(Effect.zipLeft(write(pending), Effect.sync(() => written(1)))))
+  const standalone = yield* GroupCommit.make<ReadonlyArray<Pending>, void, never, never>({
+    single: alone,
+    batch: (all) =>
+      Sqlite.writeTransaction(sql)(write(all.flat())).pipe(
+        Effect.tap(() => written(all.length)),
+        Effect.as(all.map(() => Exit.void))
+      ),
+    maxBatch: 64
+  })
+
   /**
    * Appends entries, in order, at the end of the chain: in the caller's transaction when there is one (they
-   * commit or roll back with it), else in one transaction of their own (one commit for all of them). A caller
+   * commit or roll back with it), else in a transaction of their own, shared with other appends made at the
+   * same moment (group commit: one commit for all of them; the entries of each call stay together). A caller
    * that holds its transaction's connection (`Sqlite.withPreparedTransaction`) passes it: the writes then run
    * on it directly.
    */
@@ -169,7 +191,7 @@ export const make = Effect.gen(function*() {
     )
     if (connection !== undefined) return yield* Effect.orDie(write(pending, connection))
     const inTransaction = Option.isSome(yield* Effect.serviceOption(SqlClient.TransactionConnection))
-    yield* (inTransaction ? write(pending) : Sqlite.writeTransaction(sql)(write(pending))).pipe(Effect.orDie)
+    yield* (inTransaction ? Effect.orDie(write(pending)) : standalone.submit(pending))
   })
 
   /** Appends one entry at the end of the chain (in the caller's transaction when there is one). */
@@ -191,7 +213,7 @@ export const make = Effect.gen(function*() {
 })
 
 /** The audit log on the host's SqlClient (migrated with `NeuronMigrations`). */
-export class AuditLog extends Effect.Service<AuditLog>()("neuron/AuditLog", { effect: make }) {
+export class AuditLog extends Effect.Service<AuditLog>()("neuron/AuditLog", { scoped: make }) {
   /** A fake for tests about something else: a fresh in-memory SQLite database per build. */
   static readonly layerMemory = this.Default.pipe(
     Layer.provideMerge(Sqlite.layer({ filename: ":memory:", migrations: NeuronMigrations }))

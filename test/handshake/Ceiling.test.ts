@@ -1,3 +1,4 @@
+import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -10,6 +11,8 @@ import * as TestClock from "effect/TestClock"
 import { makePatientKey } from "../../src/careagent/CareAgentKeys.js"
 import * as HandshakeServer from "../../src/handshake/HandshakeServer.js"
 import * as Sqlite from "../../src/sql/Sqlite.js"
+import { AuditLog } from "../../src/store/AuditLog.js"
+import { NeuronMigrations } from "../../src/store/migrations.js"
 import { connect, opened, type RawClient, refused } from "../support/ws.js"
 import {
   authMessage,
@@ -23,6 +26,9 @@ import {
   startNeuron,
   type TestNeuron
 } from "./fixture.js"
+
+/** Waits in real time (the tests' Clock is a TestClock): for what happens in other processes' or sockets' time. */
+const realWait = (millis: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, millis)))
 
 const states = (neuron: TestNeuron) =>
   Effect.map(neuron.server.activeSessions, (sessions) => sessions.map((s) => s.state).sort())
@@ -132,6 +138,18 @@ describe("shutdown", () => {
       assert.strictEqual((yield* inAuth.closed).code, 1001)
       assert.strictEqual((yield* inChallenge.closed).code, 1001)
       assertUnavailable(yield* refused(queued))
+      // The handshakes' outcomes were written before the services they write to closed: the file has them.
+      const failed = yield* Effect.flatMap(AuditLog, (audit) => audit.list({ action: "handshake.failed" })).pipe(
+        Effect.provide(
+          AuditLog.Default.pipe(
+            Layer.provide(Sqlite.layer({ filename: `${dir}/neuron.db`, migrations: NeuronMigrations }))
+          )
+        )
+      )
+      assert.deepStrictEqual(failed.map((e) => [e.details.code, e.details.close_code]), [
+        ["SHUTDOWN", 1001],
+        ["SHUTDOWN", 1001]
+      ])
     }))
 
   it.scoped("interrupting the server (as SIGTERM does) closes open sockets with 1001 and queued upgrades with 503", () =>
@@ -159,6 +177,42 @@ describe("shutdown", () => {
       const late = yield* connect(neuron.url)
       const event = yield* late.next
       assert.strictEqual(event._tag, "Error")
+    }))
+
+  it.scoped("closing the HandshakeServer waits for the outcome of a handshake whose client already left: its handshake.failed entry is written first", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(NOW)
+      const dir = yield* Sqlite.makeTempDir("handshake-outcome-")
+      const deps = yield* Layer.build(dependencies(dir, "10 seconds")).pipe(Effect.orDie)
+      const serviceScope = yield* Scope.make()
+      const service = yield* Layer.buildWithScope(
+        HandshakeServer.layer({ publicUrl: "http://neuron.test" }),
+        serviceScope
+      ).pipe(Effect.provide(deps))
+      const neuron = fromContext(
+        Context.merge(deps, yield* Layer.build(serving(Layer.succeedContext(service))).pipe(Effect.orDie))
+      )
+      // The database is busy (another transaction holds the one connection): the outcome's write waits.
+      const sql = Context.get(deps, SqlClient.SqlClient)
+      const release = yield* Deferred.make<void>()
+      const holding = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(
+        sql.withTransaction(Effect.zipRight(Deferred.succeed(holding, undefined), Deferred.await(release)))
+      )
+      yield* Deferred.await(holding)
+      const client = yield* holdSlot(neuron)
+      client.ws.terminate()
+      // The socket goes on the server's side (its slot given back) and its outcome waits for the database.
+      yield* realWait(200)
+
+      const closing = yield* Effect.fork(Scope.close(serviceScope, Exit.void))
+      yield* realWait(100)
+      assert.isNull(closing.unsafePoll(), "the server closed before its handshake's outcome was written")
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
+      yield* Fiber.join(closing)
+      const failed = yield* neuron.audit.list({ action: "handshake.failed" })
+      assert.strictEqual(failed.length, 1)
     }))
 
   it.scoped("closing the HandshakeServer alone (the HTTP server stays up): 1001, 503, and 503 for later upgrades", () =>

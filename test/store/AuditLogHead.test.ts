@@ -5,8 +5,11 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import { NeuronMetrics } from "../../src/observability/NeuronMetrics.js"
 import * as Sqlite from "../../src/sql/Sqlite.js"
 import { AuditLog } from "../../src/store/AuditLog.js"
 import { NeuronMigrations } from "../../src/store/migrations.js"
@@ -78,4 +81,61 @@ describe("AuditLog chain head kept in memory", () => {
       assert.isTrue(refused._tag === "Failure")
       assert.strictEqual((yield* audit.list()).length, 2)
     }))
+})
+
+describe("AuditLog appends outside a transaction", () => {
+  it.live("group commit: appends made while the connection is busy share one transaction; each call's entries stay together, in order, and the chain verifies", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const metrics = yield* NeuronMetrics
+        const { audit, sql } = yield* Effect.provide(
+          auditOn(`${yield* Sqlite.makeTempDir()}/neuron.db`),
+          Layer.succeed(NeuronMetrics, metrics)
+        )
+        // Another transaction holds the one connection while the appends arrive: the first is taken alone and
+        // waits for it, the others queue up behind it and are written together once it is free.
+        const release = yield* Deferred.make<void>()
+        const holding = yield* Deferred.make<void>()
+        const holder = yield* Effect.fork(
+          sql.withTransaction(Effect.zipRight(Deferred.succeed(holding, undefined), Deferred.await(release)))
+        )
+        yield* Deferred.await(holding)
+        const first = yield* Effect.fork(audit.append({ actor: "first", action: "x" }))
+        yield* Effect.sleep("20 millis")
+        const calls = yield* Effect.fork(Effect.all(
+          ["a", "b", "c"].map((actor) =>
+            audit.appendAll([{ actor, action: "one" }, { actor, action: "two" }, { actor, action: "three" }])
+          ),
+          { concurrency: "unbounded" }
+        ))
+        yield* Effect.sleep("20 millis")
+        // Nothing is answered before its commit.
+        assert.isNull(calls.unsafePoll())
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(holder)
+        yield* Fiber.join(first)
+        yield* Fiber.join(calls)
+        const entries = yield* audit.list()
+        assert.strictEqual(entries[0]!.actor, "first")
+        const rest = entries.slice(1).map((e) => `${e.actor}:${e.action}`)
+        for (const actor of ["a", "b", "c"]) {
+          const at = rest.indexOf(`${actor}:one`)
+          assert.deepStrictEqual(rest.slice(at, at + 3), [`${actor}:one`, `${actor}:two`, `${actor}:three`])
+        }
+        assert.strictEqual(rest.length, 9)
+        assert.isTrue((yield* audit.verify()).ok)
+        assert.deepStrictEqual(entries.map((e) => e.seq), Array.from({ length: 10 }, (_, i) => i + 1))
+        // Two transactions: the first call alone, then the three together.
+        const sizes = ((yield* Effect.promise(() => metrics.registry.getMetricsAsJSON()))
+          .find((m) => m.name === "neuron_sqlite_group_commit_size")?.values ?? []) as Array<
+            { metricName?: string; value: number; labels: Record<string, unknown> }
+          >
+        const sample = (name: string) =>
+          sizes.find((v) => v.metricName === name && v.labels.operation === "audit")?.value
+        assert.deepStrictEqual(
+          [sample("neuron_sqlite_group_commit_size_count"), sample("neuron_sqlite_group_commit_size_sum")],
+          [2, 4]
+        )
+      }).pipe(Effect.provide(NeuronMetrics.layer))
+    ))
 })
