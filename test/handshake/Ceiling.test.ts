@@ -9,20 +9,18 @@ import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import { makePatientKey } from "../../src/careagent/CareAgentKeys.js"
-import * as HandshakeServer from "../../src/handshake/HandshakeServer.js"
 import * as Sqlite from "../../src/sql/Sqlite.js"
 import { AuditLog } from "../../src/store/AuditLog.js"
 import { NeuronMigrations } from "../../src/store/migrations.js"
 import { connect, opened, type RawClient, refused } from "../support/ws.js"
 import {
   authMessage,
-  dependencies,
   eventually,
   fromContext,
   handshakeWith,
   neuronLayer,
   NOW,
-  serving,
+  serviceAlone,
   startNeuron,
   type TestNeuron
 } from "./fixture.js"
@@ -182,16 +180,7 @@ describe("shutdown", () => {
   it.scoped("closing the HandshakeServer waits for the outcome of a handshake whose client already left: its handshake.failed entry is written first", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(NOW)
-      const dir = yield* Sqlite.makeTempDir("handshake-outcome-")
-      const deps = yield* Layer.build(dependencies(dir, "10 seconds")).pipe(Effect.orDie)
-      const serviceScope = yield* Scope.make()
-      const service = yield* Layer.buildWithScope(
-        HandshakeServer.layer({ publicUrl: "http://neuron.test" }),
-        serviceScope
-      ).pipe(Effect.provide(deps))
-      const neuron = fromContext(
-        Context.merge(deps, yield* Layer.build(serving(Layer.succeedContext(service))).pipe(Effect.orDie))
-      )
+      const { deps, neuron, serviceScope } = yield* serviceAlone(yield* Sqlite.makeTempDir("handshake-outcome-"))
       // The database is busy (another transaction holds the one connection): the outcome's write waits.
       const sql = Context.get(deps, SqlClient.SqlClient)
       const release = yield* Deferred.make<void>()
@@ -218,16 +207,9 @@ describe("shutdown", () => {
   it.scoped("closing the HandshakeServer alone (the HTTP server stays up): 1001, 503, and 503 for later upgrades", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(NOW)
-      const dir = yield* Sqlite.makeTempDir("handshake-service-")
-      const deps = yield* Layer.build(dependencies(dir, "10 seconds")).pipe(Effect.orDie)
-      const serviceScope = yield* Scope.make()
-      const service = yield* Layer.buildWithScope(
-        HandshakeServer.layer({ publicUrl: "http://neuron.test", maxConcurrentHandshakes: 1 }),
-        serviceScope
-      ).pipe(Effect.provide(deps))
-      const neuron = fromContext(
-        Context.merge(deps, yield* Layer.build(serving(Layer.succeedContext(service))).pipe(Effect.orDie))
-      )
+      const { neuron, serviceScope } = yield* serviceAlone(yield* Sqlite.makeTempDir("handshake-service-"), {
+        maxConcurrentHandshakes: 1
+      })
       const open = yield* holdSlot(neuron)
       const queued = yield* connect(neuron.url)
       yield* waitStates(neuron, ["awaiting_auth", "queued"])

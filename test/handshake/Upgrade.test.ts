@@ -5,7 +5,6 @@
  */
 import * as HttpServer from "@effect/platform/HttpServer"
 import { assert, describe, it } from "@effect/vitest"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -17,16 +16,7 @@ import { makePatientKey } from "../../src/careagent/CareAgentKeys.js"
 import * as HandshakeServer from "../../src/handshake/HandshakeServer.js"
 import * as Sqlite from "../../src/sql/Sqlite.js"
 import { connect, opened, refused } from "../support/ws.js"
-import {
-  authMessage,
-  dependencies,
-  eventually,
-  fromContext,
-  handshakeWith,
-  NOW,
-  serving,
-  startNeuron
-} from "./fixture.js"
+import { authMessage, dependencies, eventually, handshakeWith, NOW, serviceAlone, startNeuron } from "./fixture.js"
 
 /** A Node server factory that records the paths of the upgrades its `upgrade` listeners (the platform's) see. */
 const recordingServer = () => {
@@ -137,16 +127,10 @@ describe("handshake upgrade path (the Node server's upgrade event)", () => {
   it.scoped("closing the HandshakeServer's scope closes open sockets with 1001 and gives the upgrade event back", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(NOW)
-      const dir = yield* Sqlite.makeTempDir("handshake-upgrade-")
       const { makeServer, seen } = recordingServer()
-      const deps = yield* Layer.build(dependencies(dir, "10 seconds")).pipe(Effect.orDie)
-      const serviceScope = yield* Scope.make()
-      const service = yield* Layer.buildWithScope(
-        HandshakeServer.layer({ publicUrl: "http://neuron.test" }),
-        serviceScope
-      ).pipe(Effect.provide(deps))
-      const serverContext = yield* Layer.build(serving(Layer.succeedContext(service), makeServer)).pipe(Effect.orDie)
-      const neuron = fromContext(Context.merge(deps, serverContext))
+      const { neuron, serviceScope } = yield* serviceAlone(yield* Sqlite.makeTempDir("handshake-upgrade-"), {
+        makeServer
+      })
       const open = yield* connect(neuron.url)
       yield* opened(open)
       // The route took the upgrades (the service had no HttpServer); the service's scope closing stops it: 1001.

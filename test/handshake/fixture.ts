@@ -13,7 +13,7 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import { createServer, type Server } from "node:http"
 import * as CareAgentClient from "../../src/careagent/CareAgentClient.js"
@@ -83,6 +83,30 @@ export const serving = <E, R>(
     Layer.provideMerge(NodeHttpServer.layer(makeServer, { port: 0, host: "127.0.0.1" }))
   )
 }
+
+/**
+ * The HandshakeServer in a scope of its own (`serviceScope`), served by an HTTP server and on services that
+ * outlive it (`deps`): for tests that close the service alone while the rest of the Neuron stays up.
+ */
+export const serviceAlone = (
+  dir: string,
+  options?: { readonly maxConcurrentHandshakes?: number; readonly makeServer?: () => Server }
+) =>
+  Effect.gen(function*() {
+    const deps = yield* Layer.build(dependencies(dir, "10 seconds")).pipe(Effect.orDie)
+    const serviceScope = yield* Scope.make()
+    const service = yield* Layer.buildWithScope(
+      HandshakeServer.layer({
+        publicUrl: "http://neuron.test",
+        ...(options?.maxConcurrentHandshakes === undefined
+          ? {}
+          : { maxConcurrentHandshakes: options.maxConcurrentHandshakes })
+      }),
+      serviceScope
+    ).pipe(Effect.provide(deps))
+    const served = yield* Layer.build(serving(Layer.succeedContext(service), options?.makeServer)).pipe(Effect.orDie)
+    return { deps, serviceScope, neuron: fromContext(Context.merge(deps, served)) }
+  })
 
 /** The whole server as one Layer, the way a host program composes it. */
 export const neuronLayer = (
