@@ -23,6 +23,7 @@ import {
   RegistryStats
 } from "../protocol/AxonApi.js"
 import { Alerts } from "./Alerts.js"
+import { Availability } from "./Availability.js"
 import { Discovery, toView } from "./Discovery.js"
 import { HeartbeatMonitor } from "./HeartbeatMonitor.js"
 import { ProviderStore } from "./ProviderStore.js"
@@ -114,22 +115,37 @@ const DiscoveryLive = HttpApiBuilder.group(AxonApi, "discovery", (handlers) =>
     return handlers.handle("lookup", ({ path }) => discovery.lookup(path.npi))
   }))
 
+/** How old `/health.neurons` may be (see OperationsLive). */
+const HEALTH_COUNT_MAX_AGE_MS = 1_000
+
 const OperationsLive = HttpApiBuilder.group(AxonApi, "operations", (handlers) =>
   Effect.gen(function*() {
     const store = yield* RegistryStore
     const providers = yield* ProviderStore
     const monitor = yield* HeartbeatMonitor
     const alerts = yield* Alerts
+    const availability = yield* Availability
     const startedAt = yield* Clock.currentTimeMillis
+    // `/health` is what a load balancer polls, on every instance, every few seconds: its count of neurons (a scan
+    // of the live rows, tens of ms at 100 000 on PostgreSQL) is taken at most once a second per instance. A
+    // database known to be down still answers 503 at once; a failed count is never reused.
+    let lastCount: { readonly at: number; readonly neurons: number } | undefined
+    const healthCount = (now: number) =>
+      lastCount !== undefined && now - lastCount.at < HEALTH_COUNT_MAX_AGE_MS
+        ? Effect.as(availability.check, lastCount.neurons)
+        : Effect.map(store.counts, (counts) => {
+          lastCount = { at: now, neurons: counts.reachable + counts.down }
+          return lastCount.neurons
+        })
     return handlers
       .handle("health", () =>
-        Effect.map(Effect.zip(Clock.currentTimeMillis, store.counts), ([now, counts]) => {
-          return new RegistryHealth({
-            status: "ok",
-            uptime_s: Math.max(0, Math.floor((now - startedAt) / 1000)),
-            neurons: counts.reachable + counts.down
-          })
-        }))
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.map(healthCount(now), (neurons) =>
+            new RegistryHealth({
+              status: "ok",
+              uptime_s: Math.max(0, Math.floor((now - startedAt) / 1000)),
+              neurons
+            }))))
       .handle("stats", () =>
         Effect.gen(function*() {
           const counts = yield* store.counts
@@ -147,7 +163,8 @@ const OperationsLive = HttpApiBuilder.group(AxonApi, "operations", (handlers) =>
             since: Option.fromNullable(urlParams.since),
             limit: urlParams.limit ?? DEFAULT_ALERTS_LIMIT
           }),
-          (list) => new AlertList({ alerts: list })
+          (list) =>
+            new AlertList({ alerts: list })
         ))
   }))
 

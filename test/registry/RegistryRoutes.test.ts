@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as TestClock from "effect/TestClock"
 import { startRegistry, startRegistryWithServices, STORES } from "../support/registry.js"
 import { call, heartbeat, npi, register, registration } from "./support.js"
 
@@ -266,6 +267,19 @@ for (const store of STORES) {
           assert.strictEqual(answer.status, 400, bad)
           assert.match(answer.body.error.message, new RegExp(`^${bad.split("=")[0]}: `))
         }
+      }))
+
+    it.scoped("/health counts neurons at most once a second (a load balancer's polls do not each scan the table); /stats counts on every call", () =>
+      Effect.gen(function*() {
+        const { url } = yield* startRegistryWithServices({ store })
+        yield* register(url, 1)
+        assert.strictEqual((yield* call(url, "GET", "/health")).body.neurons, 1)
+        yield* register(url, 2)
+        // Within the second (the registry runs on this test's Clock): the count just taken.
+        assert.strictEqual((yield* call(url, "GET", "/health")).body.neurons, 1)
+        assert.strictEqual((yield* call(url, "GET", "/stats")).body.total_neurons, 2)
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual((yield* call(url, "GET", "/health")).body.neurons, 2)
       }))
 
     it.scoped("/health, /stats and /alerts answer; /openapi.json documents the API; unknown routes are 404", () =>
