@@ -30,6 +30,12 @@ import * as Tokens from "./Tokens.js"
 /** How often heartbeat times are committed to SQLite (the most a crash can lose of them). */
 export const FLUSH_EVERY = Duration.millis(250)
 
+/**
+ * The most registrations committed in one transaction by the group commit (`GroupCommit.ts`): enough to share a
+ * commit among every connection a busy load balancer keeps open, few enough that a batch's statement stays small.
+ */
+export const REGISTRATION_BATCH = 64
+
 /** The default heartbeat interval, in seconds (PROTOCOL.md section 1). */
 export const DEFAULT_INTERVAL_S = 60
 
