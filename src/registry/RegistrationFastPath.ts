@@ -167,7 +167,9 @@ export const take = (
           if (active && event === "request") {
             const [request, response] = args as [Taken, Http.ServerResponse]
             if (isCandidate(request.method, request.url, request)) {
-              runFork(serve(request, response, () => emit.apply(this, [event, ...args] as any)))
+              // Node emits `request` when the headers are parsed; the parser pushes a small body right after, in the
+              // same call. Started on the next tick, the fiber finds the body whole and reads it without a yield.
+              process.nextTick(() => runFork(serve(request, response, () => emit.apply(this, [event, ...args] as any))))
               return true
             }
           }
