@@ -4,7 +4,8 @@
  * again at once; committing each registration on its own costs a commit (and on a real disk an fsync) each, where a
  * batch shares one (issue 14, BENCHMARKS.md).
  *
- * One writer fiber takes everything queued (up to `maxBatch`) and commits it:
+ * A writer fiber takes everything queued (up to `maxBatch`) and commits it (on PostgreSQL a few writers, each with a
+ * batch in flight):
  *
  * - a batch of one is committed on its own, as before: at low load nothing waits for company;
  * - a batch that fails as a whole (a row the database refuses rolls the transaction back) is committed again one
@@ -35,6 +36,12 @@ export interface GroupCommitOptions<I, A, E> {
    * alone gets the failure of its own commit as its outcome (a `503` when the database is out of reach).
    */
   readonly commit: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<Exit.Exit<A, E>>, E>
+  /**
+   * How many batches may be committing at once (1 by default). A store that waits for a database's answer keeps
+   * several in flight, so that a batch is gathered and sent while the previous one is on the wire; a synchronous
+   * store gains nothing from more than one.
+   */
+  readonly writers?: number
   /** The metrics' name prefix, e.g. `axon_registration`. */
   readonly name: string
 }
@@ -121,11 +128,16 @@ export const make = <I, A, E>(
         Effect.onInterrupt(() => Effect.forEach(batch, ([, answer]) => Deferred.interrupt(answer), { discard: true }))
       )
 
-    yield* Queue.take(queue).pipe(
+    // One writer gathers at a time (the others are committing, or wait their turn): a batch is everything that
+    // queued up meanwhile, never split among idle writers.
+    const gathering = yield* Effect.makeSemaphore(1)
+    const gather = gathering.withPermits(1)(Queue.take(queue).pipe(
       Effect.zipLeft(endOfTurn),
       Effect.flatMap((first) =>
         Effect.map(Queue.takeUpTo(queue, options.maxBatch - 1), (rest) => [first, ...Chunk.toReadonlyArray(rest)])
-      ),
+      )
+    ))
+    const writer = gather.pipe(
       Effect.flatMap(settle),
       Effect.forever,
       Effect.onInterrupt(() =>
@@ -134,9 +146,9 @@ export const make = <I, A, E>(
           (left) => Effect.forEach(left, ([, answer]) => Deferred.interrupt(answer), { discard: true })
         )
       ),
-      Effect.withTracerEnabled(false),
-      Effect.forkScoped
+      Effect.withTracerEnabled(false)
     )
+    for (let i = 0; i < (options.writers ?? 1); i++) yield* Effect.forkScoped(writer)
 
     return (item: I) =>
       Effect.flatMap(Deferred.make<A, E>(), (answer) =>

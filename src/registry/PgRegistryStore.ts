@@ -193,6 +193,8 @@ export const make = Effect.gen(function*() {
 
   const commitRegistration = yield* GroupCommit.make({
     maxBatch: REGISTRATION_BATCH,
+    // While one batch is on the wire the next is gathered and sent: the registry does not idle waiting for it.
+    writers: 4,
     commit: commitRegistrations,
     name: "axon_registration"
   })
