@@ -131,12 +131,14 @@ export const make = <I, A, E>(
     // One writer gathers at a time (the others are committing, or wait their turn): a batch is everything that
     // queued up meanwhile, never split among idle writers.
     const gathering = yield* Effect.makeSemaphore(1)
-    const gather = gathering.withPermits(1)(Queue.take(queue).pipe(
-      Effect.zipLeft(endOfTurn),
-      Effect.flatMap((first) =>
-        Effect.map(Queue.takeUpTo(queue, options.maxBatch - 1), (rest) => [first, ...Chunk.toReadonlyArray(rest)])
+    const gather = gathering.withPermits(1)(
+      Queue.take(queue).pipe(
+        Effect.zipLeft(endOfTurn),
+        Effect.flatMap((first) =>
+          Effect.map(Queue.takeUpTo(queue, options.maxBatch - 1), (rest) => [first, ...Chunk.toReadonlyArray(rest)])
+        )
       )
-    ))
+    )
     const writer = gather.pipe(
       Effect.flatMap(settle),
       Effect.forever,
