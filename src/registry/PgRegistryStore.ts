@@ -31,13 +31,12 @@ import type { AlertRecord } from "./Alerts.js"
 import * as Alert from "./Alerts.js"
 import { Alerts } from "./Alerts.js"
 import { Availability } from "./Availability.js"
-import * as GroupCommit from "./GroupCommit.js"
 import * as HeartbeatFastPath from "./HeartbeatFastPath.js"
 import type { NeuronEntry } from "./NeuronIndex.js"
 import * as NeuronRows from "./NeuronRows.js"
 import { RegistrySettings } from "./RegistrySettings.js"
 import type { LiveQuery, Registration, RegistryStoreShape } from "./RegistryStore.js"
-import { DEFAULT_INTERVAL_S, enrollment, REGISTRATION_BATCH, RegistryStore } from "./RegistryStore.js"
+import { DEFAULT_INTERVAL_S, enrollment, groupCommitRegistrations, RegistryStore } from "./RegistryStore.js"
 import * as Tokens from "./Tokens.js"
 
 /** The sweeper's lease lasts this many sweep periods: a dead sweeper is replaced at the second boundary. */
@@ -191,13 +190,7 @@ export const make = Effect.gen(function*() {
       return yield* guard(items.length === 1 && fresh.length === 1 ? write : sql.withTransaction(write))
     })
 
-  const commitRegistration = yield* GroupCommit.make({
-    maxBatch: REGISTRATION_BATCH,
-    // While one batch is on the wire the next is gathered and sent: the registry does not idle waiting for it.
-    writers: 4,
-    commit: commitRegistrations,
-    name: "axon_registration"
-  })
+  const commitRegistration = yield* groupCommitRegistrations(commitRegistrations, 4)
 
   // The shortest interval the monitor last planned with: only a registration with a shorter one needs to wake it
   // (a wake re-plans, a measurable part of a registration when the whole network registers at once).

@@ -20,14 +20,19 @@ import type { RegisterNeuronRequest } from "../protocol/AxonApi.js"
 import { AlreadyRegistered, Forbidden, NotRegistered, Unauthorized } from "../protocol/AxonApi.js"
 import * as Alert from "./Alerts.js"
 import { Alerts } from "./Alerts.js"
-import * as GroupCommit from "./GroupCommit.js"
 import * as HeartbeatFastPath from "./HeartbeatFastPath.js"
 import type { NeuronEntry } from "./NeuronIndex.js"
 import { NeuronIndex } from "./NeuronIndex.js"
 import * as NeuronRows from "./NeuronRows.js"
 import { RegistrySettings } from "./RegistrySettings.js"
 import type { LiveQuery, Registration, RegistryStoreShape } from "./RegistryStore.js"
-import { DEFAULT_INTERVAL_S, enrollment, FLUSH_EVERY, REGISTRATION_BATCH, RegistryStore } from "./RegistryStore.js"
+import {
+  DEFAULT_INTERVAL_S,
+  enrollment,
+  FLUSH_EVERY,
+  groupCommitRegistrations,
+  RegistryStore
+} from "./RegistryStore.js"
 import * as Tokens from "./Tokens.js"
 
 /** What the heartbeat's fast path uses of the SQLite store: synchronous, in memory. */
@@ -171,11 +176,7 @@ export const make = Effect.gen(function*() {
       })
     })).pipe(Effect.catchTag("SqlError", Effect.die))
 
-  const commitRegistration = yield* GroupCommit.make({
-    maxBatch: REGISTRATION_BATCH,
-    commit: commitRegistrations,
-    name: "axon_registration"
-  })
+  const commitRegistration = yield* groupCommitRegistrations(commitRegistrations)
 
   /**
    * `POST /v1/neurons`: a new registration, or, with the enrollment token, a rotation of the live one, answered
