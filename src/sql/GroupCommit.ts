@@ -1,9 +1,10 @@
 /**
  * Group commit: writes that callers submit while a transaction is being written go together in the next one.
  * One writer fiber (or `writers` of them, one gathering at a time), owned by the caller's scope, takes everything
- * queued (up to `maxBatch`), writes it in one transaction and answers each caller after the commit. At a light load a batch holds one item and costs what
- * a transaction of its own costs; under load the transaction's fixed cost (taking the connection, BEGIN, COMMIT,
- * the WAL's frames and its fsync) is shared by all the items of a batch (BENCHMARKS.md, issue 11).
+ * queued (up to `maxBatch`), writes it in one transaction and answers each caller after the commit. At a light
+ * load a batch holds one item and costs what a transaction of its own costs; under load the transaction's fixed
+ * cost (taking the connection, BEGIN, COMMIT, the WAL's frames and its fsync) is shared by all the items of a batch
+ * (BENCHMARKS.md, issue 11).
  *
  * A batch that fails as a whole (a storage error, a defect, or an item that must not be kept: see `batch`) is
  * rolled back and its items are written again one by one (`single`), so that one bad item fails alone with its
@@ -114,13 +115,16 @@ export const make = <I, A, E, R>(
 
     // One writer gathers at a time (`wake` is one slot); the others are writing, or wait their turn to gather.
     const gathering = yield* Effect.makeSemaphore(1)
-    const gather = gathering.withPermits(1)(first.pipe(
-      Effect.zipRight(Effect.suspend(() => more(1, pending.length))),
-      Effect.map(() => pending.splice(0, options.maxBatch).filter((e) => !e.abandoned))
-    ))
-    const writer = gather.pipe(
-      // A batch, once started, is written and answered whole, even when the scope is closing.
-      Effect.flatMap((live) => live.length === 0 ? Effect.void : Effect.uninterruptible(write(live))),
+    const writer = gathering.withPermits(1)(first.pipe(
+      Effect.zipRight(Effect.suspend(() => more(1, pending.length)))
+    )).pipe(
+      Effect.flatMap(() => {
+        // Taken and written in one step: nothing is taken that is not then written. (Another writer that gathered
+        // meanwhile may have taken them: this one then finds fewer, or none.)
+        const live = pending.splice(0, options.maxBatch).filter((e) => !e.abandoned)
+        // A batch, once started, is written and answered whole, even when the scope is closing.
+        return live.length === 0 ? Effect.void : Effect.uninterruptible(write(live))
+      }),
       Effect.forever
     )
     for (let i = 0; i < (options.writers ?? 1); i++) yield* Effect.forkScoped(writer)
