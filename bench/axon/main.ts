@@ -151,7 +151,11 @@ const run = async (store: "sqlite" | "pg", instances: number, pgUrl?: () => Prom
         fmt(a.perSecond / b.perSecond, 2)
       }; server CPU per registration ${fmt(cpuA)} / ${fmt(cpuB)} µs (load generator ${fmt(a.loadCpuUs)} / ${
         fmt(b.loadCpuUs)
-      })${a.errors + b.errors > 0 ? ` (errors ${a.errors} / ${b.errors})` : ""}`
+      }, busy ${fmt((a.loadCpuUs * REGISTRATIONS) / 10_000 / a.seconds)}% / ${
+        fmt((b.loadCpuUs * REGISTRATIONS) / 10_000 / b.seconds)
+      }%); busy ${fmt((cpuA * REGISTRATIONS) / 10_000 / a.seconds)}% / ${
+        fmt((cpuB * REGISTRATIONS) / 10_000 / b.seconds)
+      }% of a core${a.errors + b.errors > 0 ? ` (errors ${a.errors} / ${b.errors})` : ""}`
     )
   }
   for (let round = 1; round <= ROUNDS; round++) {

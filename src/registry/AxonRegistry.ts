@@ -114,15 +114,18 @@ const makeDataDir = (dataDir: string) =>
 const isHeartbeat = (request: { readonly method: string; readonly url: string }) =>
   request.method === "PUT" && request.url.includes("/endpoint")
 
-// `HttpApiBuilder.serve`, with the heartbeat's and the registration's own handlers ahead of the API's router.
+// `HttpApiBuilder.serve`, with the heartbeat's and the registration's own handlers ahead of the API's router (the
+// registration's taken from the Node server itself where there is one).
 const serve = Effect.gen(function*() {
   const app = yield* HttpApiBuilder.httpApp
   const store = yield* RegistryStore
   const heartbeats = HeartbeatFastPath.middleware(store.answerHeartbeat)
   const registrations = RegistrationFastPath.middleware(store.register)
-  return HttpServer.serve(app, (app) => heartbeats(registrations(app)))
+  yield* HttpServer.serveEffect(app, (app) => heartbeats(registrations(app)))
+  // After the platform serves, so that it is released before the platform stops serving.
+  yield* RegistrationFastPath.take(yield* HttpServer.HttpServer, store.register)
 }).pipe(
-  Layer.unwrapEffect,
+  Layer.scopedDiscard,
   Layer.provide([HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer]),
   HttpMiddleware.withTracerDisabledWhen(isHeartbeat),
   Layer.provide(ApiDocsRoutes.layer),

@@ -18,6 +18,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -35,7 +36,7 @@ import type { NeuronEntry } from "./NeuronIndex.js"
 import * as NeuronRows from "./NeuronRows.js"
 import { RegistrySettings } from "./RegistrySettings.js"
 import type { LiveQuery, Registration, RegistryStoreShape } from "./RegistryStore.js"
-import { DEFAULT_INTERVAL_S, enrollment, RegistryStore } from "./RegistryStore.js"
+import { DEFAULT_INTERVAL_S, enrollment, groupCommitRegistrations, RegistryStore } from "./RegistryStore.js"
 import * as Tokens from "./Tokens.js"
 
 /** The sweeper's lease lasts this many sweep periods: a dead sweeper is replaced at the second boundary. */
@@ -53,6 +54,21 @@ type RegistrationFields = {
   readonly token_hash: string
   readonly status: "reachable"
   readonly last_heartbeat_at: number
+}
+
+/** A registration waiting for the group commit: checked, its token made. */
+interface PendingRegistration {
+  readonly request: RegisterNeuronRequest
+  readonly enrolled: boolean
+  readonly fields: RegistrationFields
+}
+
+/** What a committed registration did. */
+interface Outcome {
+  readonly entry: NeuronEntry
+  readonly created: boolean
+  readonly wasDown: boolean
+  readonly nowMs: number
 }
 
 const deregistered = () => new NotRegistered({ message: "this registration was deregistered; register again" })
@@ -93,73 +109,120 @@ export const make = Effect.gen(function*() {
   const recovered = (entry: NeuronEntry, nowMs: number, action: string) =>
     recordAlerts([Alert.make("neuron_recovered", entry, 0, new Date(nowMs).toISOString(), action)])
 
-  // The row is known but for its `seq`: only that comes back (a narrower answer to decode).
-  const insert = (request: RegisterNeuronRequest, fields: RegistrationFields, nowMs: number) => {
-    const row = {
+  /** New rows, in one statement; the rows that went in (a live organization's is left out: `409`). */
+  const insert = (
+    items: ReadonlyArray<{ readonly request: RegisterNeuronRequest; readonly fields: RegistrationFields }>,
+    nowMs: number
+  ) => {
+    const rows = items.map(({ fields, request }) => ({
       registration_id: Crypto.randomUUID(),
       organization_npi: request.organization_npi,
       ...fields,
       registered_at: nowMs
-    }
-    return sql<{ seq: number }>`INSERT INTO neurons ${sql.insert(row)}
-      ON CONFLICT (organization_npi) WHERE status <> 'deregistered' DO NOTHING RETURNING seq`.pipe(
-      Effect.map((rows) => rows.map(({ seq }): NeuronRows.NeuronRow => ({ ...row, seq })))
+    }))
+    // The row is known but for its `seq`: only that comes back (a narrower answer to decode).
+    return sql<{ seq: number; registration_id: string }>`INSERT INTO neurons ${sql.insert(rows)}
+      ON CONFLICT (organization_npi) WHERE status <> 'deregistered' DO NOTHING RETURNING seq, registration_id`.pipe(
+      Effect.map((inserted) => {
+        const seqs = new Map(inserted.map((row) => [row.registration_id, row.seq]))
+        return rows.map((row): NeuronRows.NeuronRow | undefined => {
+          const seq = seqs.get(row.registration_id)
+          return seq === undefined ? undefined : { ...row, seq }
+        })
+      })
     )
   }
+
+  const alreadyRegistered = () =>
+    new AlreadyRegistered({
+      message: "organization_npi is already registered; re-registering needs the enrollment token"
+    })
+
+  /** With the enrollment token, inside a transaction: rotates the live registration, or inserts a new one. */
+  const rotateOrInsert = (item: PendingRegistration, nowMs: number) =>
+    Effect.gen(function*() {
+      // Twice at most: when a concurrent registration inserted the row between our look and our insert, the
+      // second look finds (and locks) it.
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const [live] = yield* sql<NeuronRows.NeuronRow>`SELECT ${columns} FROM neurons
+          WHERE organization_npi = ${item.request.organization_npi} AND status <> 'deregistered' FOR UPDATE`
+        if (live !== undefined) {
+          const [row] = yield* sql<NeuronRows.NeuronRow>`UPDATE neurons SET ${sql.update({ ...item.fields })}
+            WHERE seq = ${live.seq} RETURNING ${columns}`
+          return { entry: NeuronRows.toEntry(row!), created: false, wasDown: live.status === "down" }
+        }
+        const [row] = yield* insert([item], nowMs)
+        if (row !== undefined) return { entry: NeuronRows.toEntry(row), created: true, wasDown: false }
+      }
+      return yield* Effect.dieMessage("registration lost two races in a row")
+    })
+
+  /**
+   * Commits a batch of registrations (group commit): one transaction for several, answered after it commits.
+   * Without enrollment the new rows go in one `INSERT ... ON CONFLICT DO NOTHING` (an organization already live, or
+   * twice in the batch, gets its own `409`); with it each registration rotates or inserts in turn, in the order
+   * of their NPIs so that two instances' batches lock rows in the same order. A batch that fails as a whole is
+   * retried one by one by the group commit.
+   */
+  const commitRegistrations = (items: ReadonlyArray<PendingRegistration>) =>
+    Effect.gen(function*() {
+      const nowMs = yield* Clock.currentTimeMillis
+      const outcomes: Array<Exit.Exit<Outcome, AlreadyRegistered | Unavailable>> = new Array(items.length)
+      const fresh = items.flatMap((item, i) => item.enrolled ? [] : [i])
+      const enrolled = items.flatMap((item, i) => item.enrolled ? [i] : []).sort((a, b) =>
+        items[a]!.request.organization_npi.localeCompare(items[b]!.request.organization_npi)
+      )
+      const write = Effect.gen(function*() {
+        if (fresh.length > 0) {
+          const rows = yield* insert(fresh.map((i) => items[i]!), nowMs)
+          rows.forEach((row, k) => {
+            outcomes[fresh[k]!] = row === undefined
+              ? Exit.fail(alreadyRegistered())
+              : Exit.succeed({ entry: NeuronRows.toEntry(row), created: true, wasDown: false, nowMs })
+          })
+        }
+        for (const i of enrolled) {
+          outcomes[i] = Exit.succeed({ ...(yield* rotateOrInsert(items[i]!, nowMs)), nowMs })
+        }
+        return outcomes
+      })
+      // A lone new registration is one statement; anything more is a transaction.
+      return yield* guard(items.length === 1 && fresh.length === 1 ? write : sql.withTransaction(write))
+    })
+
+  const commitRegistration = yield* groupCommitRegistrations(commitRegistrations, 4)
 
   // The shortest interval the monitor last planned with: only a registration with a shorter one needs to wake it
   // (a wake re-plans, a measurable part of a registration when the whole network registers at once).
   let plannedShortestS: number | undefined
 
-  // Untraced: the request has its span; one more per registration cost a measurable share of it (issue 14).
+  /**
+   * `POST /v1/neurons`, answered once committed (group commit). Untraced: the request has its span; one more per
+   * registration cost a measurable share of it (issue 14).
+   */
   const register = Effect.fnUntraced(function*(
     request: RegisterNeuronRequest,
     authorization: string | undefined
   ) {
     const enrolled = yield* enrollment(enrollmentHash, authorization)
     const token = Tokens.generate()
-    const tokenHash = Tokens.hash(Redacted.value(token)).toString("hex")
     const nowMs = yield* Clock.currentTimeMillis
     const fields: RegistrationFields = {
       organization_name: request.organization_name,
       organization_type: request.organization_type,
       neuron_endpoint_url: request.neuron_endpoint_url,
       heartbeat_interval_s: request.heartbeat_interval_s ?? DEFAULT_INTERVAL_S,
-      token_hash: tokenHash,
+      token_hash: Tokens.hash(Redacted.value(token)).toString("hex"),
       status: "reachable" as const,
       last_heartbeat_at: nowMs
     }
-    const already = new AlreadyRegistered({
-      message: "organization_npi is already registered; re-registering needs the enrollment token"
-    })
-    let outcome: { readonly entry: NeuronEntry; readonly created: boolean; readonly wasDown: boolean }
-    if (!enrolled) {
-      // The unique index of live organizations decides: of two at once, one inserts, the other gets no row.
-      const [row] = yield* guard(insert(request, fields, nowMs))
-      if (row === undefined) return yield* already
-      outcome = { entry: NeuronRows.toEntry(row), created: true, wasDown: false }
-    } else {
-      outcome = yield* guard(sql.withTransaction(Effect.gen(function*() {
-        // Twice at most: when a concurrent registration inserted the row between our look and our insert, the
-        // second look finds (and locks) it.
-        for (let attempt = 0; attempt < 2; attempt++) {
-          const [live] = yield* sql<NeuronRows.NeuronRow>`SELECT ${columns} FROM neurons
-            WHERE organization_npi = ${request.organization_npi} AND status <> 'deregistered' FOR UPDATE`
-          if (live !== undefined) {
-            const [row] = yield* sql<NeuronRows.NeuronRow>`UPDATE neurons SET ${sql.update({ ...fields })}
-              WHERE seq = ${live.seq} RETURNING ${columns}`
-            return { entry: NeuronRows.toEntry(row!), created: false, wasDown: live.status === "down" }
-          }
-          const [row] = yield* insert(request, fields, nowMs)
-          if (row !== undefined) return { entry: NeuronRows.toEntry(row), created: true, wasDown: false }
-        }
-        return yield* Effect.dieMessage("registration lost two races in a row")
-      })))
-    }
+    const outcome = yield* commitRegistration({ request, enrolled, fields })
     if (plannedShortestS === undefined || fields.heartbeat_interval_s < plannedShortestS) {
       yield* Queue.offer(intervalChanges, undefined)
     }
-    if (outcome.wasDown) yield* guard(recovered(outcome.entry, nowMs, "re-registered: restored to reachable"))
+    if (outcome.wasDown) {
+      yield* guard(recovered(outcome.entry, outcome.nowMs, "re-registered: restored to reachable"))
+    }
     yield* Effect.logInfo(outcome.created ? "neuron registered" : "neuron re-registered: bearer token rotated").pipe(
       Effect.annotateLogs({
         registration_id: outcome.entry.registrationId,

@@ -14,8 +14,12 @@ import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import type {
   AlreadyRegistered,
   Forbidden,
@@ -24,11 +28,53 @@ import type {
   Unavailable
 } from "../protocol/AxonApi.js"
 import { Unauthorized } from "../protocol/AxonApi.js"
+import * as GroupCommit from "../sql/GroupCommit.js"
 import type { Counts, NeuronEntry, NeuronIndex, StoredStatus } from "./NeuronIndex.js"
 import * as Tokens from "./Tokens.js"
 
 /** How often heartbeat times are committed to SQLite (the most a crash can lose of them). */
 export const FLUSH_EVERY = Duration.millis(250)
+
+/**
+ * The most registrations committed in one transaction by the group commit (`src/sql/GroupCommit.ts`): enough to
+ * share a commit among every connection a busy load balancer keeps open, few enough that a batch's statement stays
+ * small.
+ */
+export const REGISTRATION_BATCH = 64
+
+/**
+ * Registrations per committed transaction (an Effect metric, for an operator's metrics exporter and the tests that
+ * show batches form): 1 when nothing else was waiting, or for each registration retried alone after its batch was
+ * refused as a whole.
+ */
+export const registrationBatchSize = Metric.histogram(
+  "axon_registration_batch_size",
+  MetricBoundaries.exponential({ start: 1, factor: 2, count: 8 }),
+  "registrations committed per transaction by the group commit"
+)
+
+/**
+ * The group commit of a store's registrations: `commit` writes one or more in one transaction and gives each its
+ * outcome; a batch it refuses as a whole is written again one registration at a time. `writers`: batches in flight
+ * at once. Gives the function a registration is submitted through, answered after its commit.
+ */
+export const groupCommitRegistrations = <I, A, E>(
+  commit: (items: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<Exit.Exit<A, E>>, E>,
+  writers = 1
+): Effect.Effect<(item: I) => Effect.Effect<A, E>, never, Scope.Scope> =>
+  Effect.map(
+    GroupCommit.make<I, A, E, never>({
+      maxBatch: REGISTRATION_BATCH,
+      writers,
+      batch: (items) => Effect.tap(commit(items), () => Metric.update(registrationBatchSize, items.length)),
+      single: (item) =>
+        commit([item]).pipe(
+          Effect.tap(() => Metric.update(registrationBatchSize, 1)),
+          Effect.flatMap(([outcome]) => outcome ?? Effect.dieMessage("the store gave no outcome for a registration"))
+        )
+    }),
+    (group) => group.submit
+  )
 
 /** The default heartbeat interval, in seconds (PROTOCOL.md section 1). */
 export const DEFAULT_INTERVAL_S = 60

@@ -9,6 +9,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -25,7 +26,13 @@ import { NeuronIndex } from "./NeuronIndex.js"
 import * as NeuronRows from "./NeuronRows.js"
 import { RegistrySettings } from "./RegistrySettings.js"
 import type { LiveQuery, Registration, RegistryStoreShape } from "./RegistryStore.js"
-import { DEFAULT_INTERVAL_S, enrollment, FLUSH_EVERY, RegistryStore } from "./RegistryStore.js"
+import {
+  DEFAULT_INTERVAL_S,
+  enrollment,
+  FLUSH_EVERY,
+  groupCommitRegistrations,
+  RegistryStore
+} from "./RegistryStore.js"
 import * as Tokens from "./Tokens.js"
 
 /** What the heartbeat's fast path uses of the SQLite store: synchronous, in memory. */
@@ -36,6 +43,36 @@ export interface InMemoryBeats {
   ) => NeuronEntry | Unauthorized | Forbidden | NotRegistered
   readonly beatInMemory: (entry: NeuronEntry, endpointUrl: string, nowMs: number) => boolean
   readonly heartbeat: (entry: NeuronEntry, endpointUrl: string) => Effect.Effect<number, NotRegistered>
+}
+
+/** A registration waiting for the group commit: checked, its token made. */
+interface PendingRegistration {
+  readonly request: RegisterNeuronRequest
+  readonly enrolled: boolean
+  readonly tokenHash: Buffer
+  readonly intervalS: number
+}
+
+/** A new row of `neurons`, before SQLite gives it its `seq`. */
+type NewRow = Omit<NeuronRows.NeuronRow, "seq"> & Record<string, string | number>
+
+/** What a registration of a batch writes. */
+type Plan =
+  | { readonly _tag: "Insert"; readonly item: PendingRegistration; readonly row: NewRow }
+  | {
+    readonly _tag: "Rotate"
+    readonly item: PendingRegistration
+    readonly live: NeuronEntry
+    readonly fields: Record<string, string | number>
+  }
+
+/** A committed registration, before its log line. */
+interface Committed {
+  readonly entry: NeuronEntry
+  readonly created: boolean
+  readonly wasDown: boolean
+  readonly nowMs: number
+  readonly shortened: boolean
 }
 
 /** The SQLite store (needs a migrated SQLite `SqlClient`). */
@@ -62,8 +99,89 @@ export const make = Effect.gen(function*() {
     alerts.append([Alert.make("neuron_recovered", entry, 0, new Date(nowMs).toISOString(), action)])
 
   /**
-   * `POST /v1/neurons`: a new registration, or, with the enrollment token, a rotation of the live one. Untraced:
-   * the request has its span; one more per registration cost a measurable share of it (issue 14).
+   * Commits a batch of registrations (one transaction when there are several) and only then changes the index,
+   * so the index never holds a registration SQLite does not. Each is judged against the index as it was before the
+   * batch: two registrations of one organization in one batch both try to insert, the unique index of live
+   * organizations refuses the batch, and the group commit retries them one by one (the second then `409`s, or
+   * rotates with the enrollment token), as if they had come one after the other.
+   */
+  const commitRegistrations = (items: ReadonlyArray<PendingRegistration>) =>
+    locked(Effect.gen(function*() {
+      const nowMs = yield* Clock.currentTimeMillis
+      const shortest = index.shortestIntervalS()
+      const plans = items.map((item): Plan | AlreadyRegistered => {
+        const live = index.liveByOrganization(item.request.organization_npi)
+        if (live !== undefined && !item.enrolled) {
+          return new AlreadyRegistered({
+            message: "organization_npi is already registered; re-registering needs the enrollment token"
+          })
+        }
+        const fields = {
+          organization_name: item.request.organization_name,
+          organization_type: item.request.organization_type,
+          neuron_endpoint_url: item.request.neuron_endpoint_url,
+          heartbeat_interval_s: item.intervalS,
+          token_hash: item.tokenHash.toString("hex"),
+          status: "reachable" as const,
+          last_heartbeat_at: nowMs
+        }
+        return live !== undefined
+          ? { _tag: "Rotate", item, live, fields }
+          : {
+            _tag: "Insert",
+            item,
+            row: {
+              registration_id: Crypto.randomUUID(),
+              organization_npi: item.request.organization_npi,
+              ...fields,
+              registered_at: nowMs
+            }
+          }
+      })
+      const rows = plans.flatMap((plan) => plan._tag === "Insert" ? [plan.row] : [])
+      const write = Effect.gen(function*() {
+        for (const plan of plans) {
+          if (plan._tag !== "Rotate") continue
+          yield* sql`UPDATE neurons SET ${sql.update(plan.fields)} WHERE registration_id = ${plan.live.registrationId}`
+        }
+        // One statement for every new registration of the batch.
+        return rows.length === 0 ?
+          [] :
+          yield* sql<{ seq: number; registration_id: string }>`INSERT INTO neurons ${
+            sql.insert(rows)
+          } RETURNING seq, registration_id`
+      })
+      const inserted = yield* (items.length > 1 ? sql.withTransaction(write) : write)
+      const seqs = new Map(inserted.map((row) => [row.registration_id, row.seq]))
+      // Committed: now the index.
+      return plans.map((plan): Exit.Exit<Committed, AlreadyRegistered> => {
+        if (plan._tag === "AlreadyRegistered") return Exit.fail(plan)
+        const shortened = shortest === undefined || plan.item.intervalS < shortest
+        if (plan._tag === "Insert") {
+          const entry = NeuronRows.toEntry({ ...plan.row, seq: seqs.get(plan.row.registration_id)! })
+          index.put(entry)
+          return Exit.succeed({ entry, created: true, wasDown: false, nowMs, shortened })
+        }
+        const { item, live } = plan
+        const wasDown = live.status === "down"
+        live.organizationName = item.request.organization_name
+        live.organizationType = item.request.organization_type
+        live.endpointUrl = item.request.neuron_endpoint_url
+        live.lastBeatText = undefined
+        live.lastHeartbeatMs = nowMs
+        index.setTokenHash(live, item.tokenHash)
+        index.setInterval(live, item.intervalS)
+        index.setStatus(live, "reachable")
+        return Exit.succeed({ entry: live, created: false, wasDown, nowMs, shortened })
+      })
+    })).pipe(Effect.catchTag("SqlError", Effect.die))
+
+  const commitRegistration = yield* groupCommitRegistrations(commitRegistrations)
+
+  /**
+   * `POST /v1/neurons`: a new registration, or, with the enrollment token, a rotation of the live one, answered
+   * once committed (group commit). Untraced: the request has its span; one more per registration cost a
+   * measurable share of it (issue 14).
    */
   const register = Effect.fnUntraced(function*(
     request: RegisterNeuronRequest,
@@ -71,62 +189,21 @@ export const make = Effect.gen(function*() {
   ) {
     const enrolled = yield* enrollment(enrollmentHash, authorization)
     const token = Tokens.generate()
-    const tokenHash = Tokens.hash(Redacted.value(token))
-    const intervalS = request.heartbeat_interval_s ?? DEFAULT_INTERVAL_S
-    const { entry, created, wasDown, nowMs, shortened } = yield* locked(Effect.gen(function*() {
-      const nowMs = yield* Clock.currentTimeMillis
-      const shortest = index.shortestIntervalS()
-      // Only a shorter interval than every live one brings the next sweep forward: wake the monitor for that
-      // alone (a wake re-plans its wait, a measurable part of a registration's cost when the network registers).
-      const shortened = shortest === undefined || intervalS < shortest
-      const live = index.liveByOrganization(request.organization_npi)
-      // What a registration writes, whether it rotates the live row or inserts a new one.
-      const fields = {
-        organization_name: request.organization_name,
-        organization_type: request.organization_type,
-        neuron_endpoint_url: request.neuron_endpoint_url,
-        heartbeat_interval_s: intervalS,
-        token_hash: tokenHash.toString("hex"),
-        status: "reachable",
-        last_heartbeat_at: nowMs
-      }
-      if (live !== undefined) {
-        if (!enrolled) {
-          return yield* new AlreadyRegistered({
-            message: "organization_npi is already registered; re-registering needs the enrollment token"
-          })
-        }
-        yield* sql`UPDATE neurons SET ${sql.update(fields)} WHERE registration_id = ${live.registrationId}`
-        const wasDown = live.status === "down"
-        live.organizationName = request.organization_name
-        live.organizationType = request.organization_type
-        live.endpointUrl = request.neuron_endpoint_url
-        live.lastBeatText = undefined
-        live.lastHeartbeatMs = nowMs
-        index.setTokenHash(live, tokenHash)
-        index.setInterval(live, intervalS)
-        index.setStatus(live, "reachable")
-        return { entry: live, created: false, wasDown, nowMs, shortened }
-      }
-      const row = {
-        registration_id: Crypto.randomUUID(),
-        organization_npi: request.organization_npi,
-        ...fields,
-        status: "reachable" as const,
-        registered_at: nowMs
-      }
-      const [inserted] = yield* sql<{ seq: number }>`INSERT INTO neurons ${sql.insert(row)} RETURNING seq`
-      const entry = NeuronRows.toEntry({ ...row, seq: inserted!.seq })
-      index.put(entry)
-      return { entry, created: true, wasDown: false, nowMs, shortened }
-    }))
+    const { created, entry, nowMs, shortened, wasDown } = yield* commitRegistration({
+      request,
+      enrolled,
+      tokenHash: Tokens.hash(Redacted.value(token)),
+      intervalS: request.heartbeat_interval_s ?? DEFAULT_INTERVAL_S
+    })
+    // Only a shorter interval than every live one brings the next sweep forward: wake the monitor for that alone
+    // (a wake re-plans its wait, a measurable part of a registration's cost when the network registers).
     if (shortened) yield* Queue.offer(intervalChanges, undefined)
     if (wasDown) yield* recovered(entry, nowMs, "re-registered: restored to reachable")
     yield* Effect.logInfo(created ? "neuron registered" : "neuron re-registered: bearer token rotated").pipe(
       Effect.annotateLogs({ registration_id: entry.registrationId, organization_npi: entry.organizationNpi })
     )
     return { entry, token, created } satisfies Registration
-  }, Effect.catchTag("SqlError", Effect.die))
+  })
 
   /**
    * The registration a request may act on, or why not: 401 without a well-formed known token, 403 for another

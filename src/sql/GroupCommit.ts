@@ -1,9 +1,10 @@
 /**
  * Group commit: writes that callers submit while a transaction is being written go together in the next one.
- * One writer fiber, owned by the caller's scope, takes everything queued (up to `maxBatch`), writes it in one
- * transaction and answers each caller after the commit. At a light load a batch holds one item and costs what
- * a transaction of its own costs; under load the transaction's fixed cost (taking the connection, BEGIN, COMMIT,
- * the WAL's frames and its fsync) is shared by all the items of a batch (BENCHMARKS.md, issue 11).
+ * One writer fiber (or `writers` of them, one gathering at a time), owned by the caller's scope, takes everything
+ * queued (up to `maxBatch`), writes it in one transaction and answers each caller after the commit. At a light
+ * load a batch holds one item and costs what a transaction of its own costs; under load the transaction's fixed
+ * cost (taking the connection, BEGIN, COMMIT, the WAL's frames and its fsync) is shared by all the items of a batch
+ * (BENCHMARKS.md, issue 11).
  *
  * A batch that fails as a whole (a storage error, a defect, or an item that must not be kept: see `batch`) is
  * rolled back and its items are written again one by one (`single`), so that one bad item fails alone with its
@@ -33,6 +34,12 @@ export interface GroupCommitOptions<I, A, E, R> {
   readonly single: (item: I) => Effect.Effect<A, E, R>
   /** The most items in one transaction. */
   readonly maxBatch: number
+  /**
+   * How many batches may be written at once (1 by default). A writer that waits for a database server's answer
+   * (PostgreSQL) keeps a few in flight: one writer gathers the next batch while the others wait for theirs. A
+   * synchronous writer (SQLite) gains nothing from more than one.
+   */
+  readonly writers?: number
 }
 
 /** The most event-loop turns a batch waits for, each bringing more writes. */
@@ -106,16 +113,21 @@ export const make = <I, A, E, R>(
           ? more(turn + 1, pending.length)
           : Effect.void)
 
-    yield* first.pipe(
-      Effect.zipRight(Effect.suspend(() => more(1, pending.length))),
+    // One writer gathers at a time (`wake` is one slot); the others are writing, or wait their turn to gather.
+    const gathering = yield* Effect.makeSemaphore(1)
+    const writer = gathering.withPermits(1)(first.pipe(
+      Effect.zipRight(Effect.suspend(() => more(1, pending.length)))
+    )).pipe(
       Effect.flatMap(() => {
+        // Taken and written in one step: nothing is taken that is not then written. (Another writer that gathered
+        // meanwhile may have taken them: this one then finds fewer, or none.)
         const live = pending.splice(0, options.maxBatch).filter((e) => !e.abandoned)
         // A batch, once started, is written and answered whole, even when the scope is closing.
         return live.length === 0 ? Effect.void : Effect.uninterruptible(write(live))
       }),
-      Effect.forever,
-      Effect.forkScoped
+      Effect.forever
     )
+    for (let i = 0; i < (options.writers ?? 1); i++) yield* Effect.forkScoped(writer)
 
     const submit = (item: I): Effect.Effect<A, E> =>
       Effect.async<A, E>((resume) => {

@@ -51,6 +51,23 @@ describe("GroupCommit", () => {
       assert.deepStrictEqual(calls, [[0], [1, 2, 3, 4], [5, 6]])
     })))
 
+  it.live("group commit with writers: while one transaction is being written, another writer writes the next batch", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const started = yield* Deferred.make<void>()
+      const { calls, options } = recording(gate, started)
+      const writer = yield* GroupCommit.make({ ...options, writers: 2 })
+      const first = yield* Effect.fork(writer.submit(0))
+      yield* Deferred.await(started)
+      // The first transaction is held at the gate: the second writer gathers and writes these meanwhile.
+      const rest = yield* Effect.all([1, 2, 3].map((i) => writer.submit(i)), { concurrency: "unbounded" })
+      assert.deepStrictEqual(rest, [10, 20, 30])
+      assert.isNull(first.unsafePoll())
+      yield* Deferred.succeed(gate, undefined)
+      assert.strictEqual(yield* Fiber.join(first), 0)
+      assert.deepStrictEqual(calls, [[0], [1, 2, 3]])
+    })))
+
   it.live("group commit: a batch that fails is written again one by one, and only its bad item fails", () =>
     Effect.scoped(Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
