@@ -32,20 +32,27 @@ const recording = (gate: Deferred.Deferred<void>, started: Deferred.Deferred<voi
 // Lets the forked submitters run up to their wait (they offer synchronously, then wait for their answer).
 const settle = Effect.sleep("20 millis")
 
+/** A recording writer whose first item (0) is being written and held at the gate: what comes next queues up. */
+const heldAtFirst = (extra?: { readonly writers?: number }) =>
+  Effect.gen(function*() {
+    const gate = yield* Deferred.make<void>()
+    const started = yield* Deferred.make<void>()
+    const { calls, options } = recording(gate, started)
+    const writer = yield* GroupCommit.make({ ...options, ...extra })
+    const first = yield* Effect.fork(writer.submit(0))
+    yield* Deferred.await(started)
+    return { calls, writer, first, open: Deferred.succeed(gate, undefined) }
+  })
+
 describe("GroupCommit", () => {
   it.live("group commit: what is submitted while a transaction is written goes in the next one, up to maxBatch, each with its own outcome", () =>
     Effect.scoped(Effect.gen(function*() {
-      const gate = yield* Deferred.make<void>()
-      const started = yield* Deferred.make<void>()
-      const { calls, options } = recording(gate, started)
-      const writer = yield* GroupCommit.make(options)
-      const first = yield* Effect.fork(writer.submit(0))
-      yield* Deferred.await(started)
+      const { calls, first, open, writer } = yield* heldAtFirst()
       const rest = yield* Effect.fork(
         Effect.all([1, 2, 3, 4, 5, 6].map((i) => writer.submit(i)), { concurrency: "unbounded" })
       )
       yield* settle
-      yield* Deferred.succeed(gate, undefined)
+      yield* open
       assert.strictEqual(yield* Fiber.join(first), 0)
       assert.deepStrictEqual(yield* Fiber.join(rest), [10, 20, 30, 40, 50, 60])
       assert.deepStrictEqual(calls, [[0], [1, 2, 3, 4], [5, 6]])
@@ -53,34 +60,24 @@ describe("GroupCommit", () => {
 
   it.live("group commit with writers: while one transaction is being written, another writer writes the next batch", () =>
     Effect.scoped(Effect.gen(function*() {
-      const gate = yield* Deferred.make<void>()
-      const started = yield* Deferred.make<void>()
-      const { calls, options } = recording(gate, started)
-      const writer = yield* GroupCommit.make({ ...options, writers: 2 })
-      const first = yield* Effect.fork(writer.submit(0))
-      yield* Deferred.await(started)
+      const { calls, first, open, writer } = yield* heldAtFirst({ writers: 2 })
       // The first transaction is held at the gate: the second writer gathers and writes these meanwhile.
       const rest = yield* Effect.all([1, 2, 3].map((i) => writer.submit(i)), { concurrency: "unbounded" })
       assert.deepStrictEqual(rest, [10, 20, 30])
       assert.isNull(first.unsafePoll())
-      yield* Deferred.succeed(gate, undefined)
+      yield* open
       assert.strictEqual(yield* Fiber.join(first), 0)
       assert.deepStrictEqual(calls, [[0], [1, 2, 3]])
     })))
 
   it.live("group commit: a batch that fails is written again one by one, and only its bad item fails", () =>
     Effect.scoped(Effect.gen(function*() {
-      const gate = yield* Deferred.make<void>()
-      const started = yield* Deferred.make<void>()
-      const { calls, options } = recording(gate, started)
-      const writer = yield* GroupCommit.make(options)
-      const first = yield* Effect.fork(writer.submit(0))
-      yield* Deferred.await(started)
+      const { calls, first, open, writer } = yield* heldAtFirst()
       const rest = yield* Effect.fork(
         Effect.all([1, -2, 3].map((i) => Effect.either(writer.submit(i))), { concurrency: "unbounded" })
       )
       yield* settle
-      yield* Deferred.succeed(gate, undefined)
+      yield* open
       yield* Fiber.join(first)
       const outcomes = yield* Fiber.join(rest)
       assert.deepStrictEqual(outcomes.map((o) => o._tag === "Right" ? o.right : o.left), [10, "bad -2", 30])
@@ -89,17 +86,12 @@ describe("GroupCommit", () => {
 
   it.live("group commit: an item whose caller is interrupted while it waits is not written", () =>
     Effect.scoped(Effect.gen(function*() {
-      const gate = yield* Deferred.make<void>()
-      const started = yield* Deferred.make<void>()
-      const { calls, options } = recording(gate, started)
-      const writer = yield* GroupCommit.make(options)
-      const first = yield* Effect.fork(writer.submit(0))
-      yield* Deferred.await(started)
+      const { calls, first, open, writer } = yield* heldAtFirst()
       const gone = yield* Effect.fork(writer.submit(7))
       const kept = yield* Effect.fork(writer.submit(8))
       yield* settle
       yield* Fiber.interrupt(gone)
-      yield* Deferred.succeed(gate, undefined)
+      yield* open
       yield* Fiber.join(first)
       assert.strictEqual(yield* Fiber.join(kept), 80)
       assert.deepStrictEqual(calls, [[0], [8]])
@@ -107,20 +99,15 @@ describe("GroupCommit", () => {
 
   it.live("group commit: closing its scope finishes the transaction being written and interrupts what waits", () =>
     Effect.gen(function*() {
-      const gate = yield* Deferred.make<void>()
-      const started = yield* Deferred.make<void>()
-      const { calls, options } = recording(gate, started)
       const scope = yield* Scope.make()
-      const writer = yield* Scope.extend(GroupCommit.make(options), scope)
-      const first = yield* Effect.fork(writer.submit(0))
-      yield* Deferred.await(started)
+      const { calls, first, open, writer } = yield* Scope.extend(heldAtFirst(), scope)
       const waiting = yield* Effect.fork(writer.submit(9))
       yield* settle
       const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
       yield* settle
       // The batch being written is not cut short by the closing scope: it waits for it.
       assert.isNull(closing.unsafePoll())
-      yield* Deferred.succeed(gate, undefined)
+      yield* open
       yield* Fiber.join(closing)
       assert.strictEqual(yield* Fiber.join(first), 0)
       assert.isTrue(Exit.isInterrupted(yield* Fiber.await(waiting)))
