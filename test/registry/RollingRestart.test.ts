@@ -115,7 +115,11 @@ describe("a rolling restart of the registry on PostgreSQL", () => {
           const old = instances[n]!
           yield* lock.withPermits(1)(Effect.sync(() => restarting.add(n)))
           yield* old.child.signal("SIGTERM")
-          assert.strictEqual(yield* old.child.exit, 0, old.child.output().stderr)
+          assert.strictEqual(
+            yield* old.child.exit,
+            0,
+            old.child.output().stderr + old.child.output().stdout.slice(-3000)
+          )
           const started = yield* spawnAxon(databaseUrl, { port: old.port, dataDir: old.dataDir })
           yield* registryReady(started.url)
           instances[n] = started
@@ -128,12 +132,13 @@ describe("a rolling restart of the registry on PostgreSQL", () => {
         // The sweep went on: the silent registration goes down, then is deregistered (one alert each).
         const alerts = yield* waitFor(
           "the silent registration deregistered",
-          Effect.map(alertsOf(urls[0]!), (list) =>
-            list.some((a) =>
-                a.alert_type === "neuron_deregistered" && a.registration_id === quiet.registration_id
-              )
-              ? Option.some(list)
-              : Option.none()),
+          Effect.map(
+            alertsOf(urls[0]!),
+            (list) =>
+              list.some((a) => a.alert_type === "neuron_deregistered" && a.registration_id === quiet.registration_id)
+                ? Option.some(list)
+                : Option.none()
+          ),
           30_000
         )
         yield* lock.withPermits(1)(Fiber.interrupt(discovery))
