@@ -15,6 +15,7 @@ import {
   PROVIDER,
   refusedRevocations,
   revocationBody,
+  revocationScene,
   shakeHands,
   startClinic
 } from "./support.js"
@@ -95,13 +96,7 @@ describe("consent revocation (section 8)", () => {
     "refusals change nothing: a bad signature, another key, a signature over another id, revoked_at more than 5 minutes past or ahead are 403 CONSENT_FAILED; an unknown id 404; a malformed body 400 naming the field",
     () =>
       Effect.gen(function*() {
-        const neuron = yield* startClinic()
-        const patient = yield* makePatient()
-        const made = yield* shakeHands(neuron.url, patient)
-        const id = made.relationship_id
-        const stranger = yield* makePatientKey
-        const good = revocationBody(patient.key, id)
-        const now = Date.now()
+        const { good, id, neuron, now, patient, stranger } = yield* revocationScene()
         const refused = refusedRevocations(patient.key, stranger, id, now).map(([, body]) => body)
         for (const body of refused) {
           const answer = yield* call(neuron.url, "POST", "/v1/consent/revoke", { body })

@@ -19,6 +19,7 @@ import {
   PROVIDER,
   refusedRevocations,
   revocationBody,
+  revocationScene,
   shakeHands,
   startClinic
 } from "./support.js"
@@ -115,13 +116,7 @@ describe("consent.revoke as the first message of a handshake socket (section 8)"
     "consent.revoke first message refusals change nothing: another key's signature, a signature over another id or time, revoked_at 6 minutes stale or ahead, an unknown relationship are CONSENT_FAILED 4003; a malformed consent.revoke is INVALID_MESSAGE 4002 naming the field",
     () =>
       Effect.gen(function*() {
-        const neuron = yield* startClinic()
-        const patient = yield* makePatient()
-        const made = yield* shakeHands(neuron.url, patient)
-        const id = made.relationship_id
-        const stranger = yield* makePatientKey
-        const good = revocationBody(patient.key, id)
-        const now = Date.now()
+        const { good, id, neuron, now, patient, stranger } = yield* revocationScene()
         const refused = [
           ...refusedRevocations(patient.key, stranger, id, now),
           [

@@ -52,6 +52,27 @@ export const shakeHands = (
     patient_endpoint: "https://patient.example.org/agent"
   })
 
+/**
+ * The scene of the refused-revocation tests: a clinic, a patient with a relationship from a real handshake, a
+ * stranger's key, the patient's own valid revocation body, and the time the refusals are dated from.
+ */
+export const revocationScene = () =>
+  Effect.gen(function*() {
+    const neuron = yield* startClinic()
+    const patient = yield* makePatient()
+    const made = yield* shakeHands(neuron.url, patient)
+    const id = made.relationship_id
+    return {
+      neuron,
+      patient,
+      made,
+      id,
+      stranger: yield* makePatientKey,
+      good: revocationBody(patient.key, id),
+      now: Date.now()
+    }
+  })
+
 /** A revocation body signed by `key`, dated `at` (now by default). */
 export const revocationBody = (key: PatientKeyPair, relationship_id: string, at = new Date()) => {
   const revoked_at = at.toISOString()
