@@ -32,7 +32,7 @@ import { AgentCard } from "./discovery/AgentCard.js"
 import * as Mdns from "./discovery/Mdns.js"
 import { Npi } from "./domain/Npi.js"
 import * as HandshakeServer from "./handshake/HandshakeServer.js"
-import { ProviderLookup } from "./handshake/ProviderLookup.js"
+import { type ProviderEntry, ProviderLookup } from "./handshake/ProviderLookup.js"
 import { RelationshipStore } from "./handshake/RelationshipStore.js"
 import { type HealthSnapshot, NeuronHealth } from "./health/NeuronHealth.js"
 import * as Heartbeat from "./heartbeat/Heartbeat.js"
@@ -161,18 +161,23 @@ const make = Effect.gen(function*() {
   })
 })
 
+/** A provider as the handshake sees it: served only while it is pending or registered (not being removed). */
+const served = (provider: Option.Option<Provider>): Option.Option<ProviderEntry> =>
+  Option.flatMap(provider, (p) =>
+    p.status === "pending" || p.status === "registered"
+      ? Option.some({ provider_npi: p.npi, provider_endpoint_url: Option.fromNullable(p.endpoint_url) })
+      : Option.none())
+
 /** Providers the handshake serves: those this Neuron has and is not removing. */
 const providerLookup = Layer.effect(
   ProviderLookup,
   Effect.map(RegistrationService, (registration) =>
     ProviderLookup.of({
-      find: (npi) =>
-        registration.getProvider(npi as Npi).pipe(
-          Effect.map(Option.filter((p) => p.status === "pending" || p.status === "registered")),
-          Effect.map(
-            Option.map((p) => ({ provider_npi: p.npi, provider_endpoint_url: Option.fromNullable(p.endpoint_url) }))
-          )
-        )
+      find: (npi) => Effect.map(registration.getProvider(npi as Npi), served),
+      findNow: (npi) => {
+        const cached = registration.getProviderCached(npi as Npi)
+        return cached === undefined ? undefined : served(cached)
+      }
     }))
 )
 

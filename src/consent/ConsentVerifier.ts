@@ -16,6 +16,7 @@ import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { isValidNpi, Npi } from "../domain/Npi.js"
@@ -69,13 +70,26 @@ export class ConsentVerifier extends Context.Tag("neuron/ConsentVerifier")<Conse
     nonce: string,
     signedNonce: string
   ) => Effect.Effect<void, ConsentError>
+  /**
+   * The same three operations at a given time (Clock milliseconds), as plain calls: the handshake server runs
+   * them on the socket's own callbacks, without a fiber (BENCHMARKS.md, issue 11). An `Either` is an `Effect`
+   * too: `yield*` works on the results.
+   */
+  readonly verifyTokenAt: (input: ConsentTokenInput, nowMillis: number) => Either.Either<VerifiedConsent, ConsentError>
+  readonly issueChallengeAt: (connectionId: string, publicKey: PatientKey, nowMillis: number) => IssuedChallenge
+  readonly answerChallengeAt: (
+    connectionId: string,
+    nonce: string,
+    signedNonce: string,
+    nowMillis: number
+  ) => Either.Either<void, ConsentError>
   /** Drops the outstanding challenge of a connection whose socket closed. */
   readonly forget: (connectionId: string) => Effect.Effect<void>
   /** How many challenges are outstanding. */
   readonly outstandingChallenges: Effect.Effect<number>
 }>() {}
 
-const fail = (reason: ConsentError["reason"], message: string) => Effect.fail(new ConsentError({ reason, message }))
+const fail = (reason: ConsentError["reason"], message: string) => Either.left(new ConsentError({ reason, message }))
 
 /** Builds the verifier; each instance keeps its own challenges. */
 export const make = (options: ConsentVerifierOptions): Effect.Effect<ConsentVerifier["Type"]> =>
@@ -83,89 +97,93 @@ export const make = (options: ConsentVerifierOptions): Effect.Effect<ConsentVeri
     const organizationNpi = options.organizationNpi
     const book = new ChallengeBook(Duration.toMillis(options.challengeTtl ?? Duration.seconds(10)))
 
-    const verifyToken = Effect.fnUntraced(function*(input: ConsentTokenInput) {
+    const verifyTokenAt = (
+      input: ConsentTokenInput,
+      nowMillis: number
+    ): Either.Either<VerifiedConsent, ConsentError> => {
       const payloadText = input.consent_token_payload
       if (typeof payloadText !== "string" || payloadText.length === 0 || payloadText.length > MAX_PAYLOAD_TEXT) {
-        return yield* fail("malformed", `consent_token_payload: must be 1 to ${MAX_PAYLOAD_TEXT} base64url characters`)
+        return fail("malformed", `consent_token_payload: must be 1 to ${MAX_PAYLOAD_TEXT} base64url characters`)
       }
-      const signature = yield* decodeSignature(input.consent_token_signature, "consent_token_signature")
-      const publicKey = yield* importPatientKey(input.patient_public_key)
+      const signature = decodeSignature(input.consent_token_signature, "consent_token_signature")
+      if (Either.isLeft(signature)) return Either.left(signature.left)
+      const publicKey = importPatientKey(input.patient_public_key)
+      if (Either.isLeft(publicKey)) return Either.left(publicKey.left)
       // Decoded only now that its length is bounded. Node's decoder is lenient (TRAPS.md): re-encoding gives
       // back the same text only when it was canonical (no padding, no `+` `/`, no stray characters).
       const payload = Buffer.from(payloadText, "base64url")
       if (payload.toString("base64url") !== payloadText) {
-        return yield* fail("malformed", "consent_token_payload: must be unpadded base64url (RFC 4648 §5)")
+        return fail("malformed", "consent_token_payload: must be unpadded base64url (RFC 4648 §5)")
       }
-      if (!(yield* verify(publicKey, payload, signature))) {
-        return yield* fail("invalid_signature", "consent_token_signature does not verify under patient_public_key")
+      if (!verify(publicKey.right, payload, signature.right)) {
+        return fail("invalid_signature", "consent_token_signature does not verify under patient_public_key")
       }
-      const claims = yield* decodeClaims(payload)
+      const decoded = decodeClaims(payload)
+      if (Either.isLeft(decoded)) return Either.left(decoded.left)
+      const claims = decoded.right
       if (claims.patient_agent_id !== input.patient_agent_id) {
-        return yield* fail("patient_mismatch", "patient_agent_id does not match the consent token's")
+        return fail("patient_mismatch", "patient_agent_id does not match the consent token's")
       }
-      const nowMillis = yield* Clock.currentTimeMillis
       if (claims.exp * 1000 <= nowMillis) {
-        return yield* fail("expired", "the consent token has expired")
+        return fail("expired", "the consent token has expired")
       }
       if (claims.iat * 1000 > nowMillis + IAT_SKEW_SECONDS * 1000) {
-        return yield* fail("not_yet_valid", "the consent token is issued in the future (iat)")
+        return fail("not_yet_valid", "the consent token is issued in the future (iat)")
       }
       if (claims.organization_npi !== undefined && claims.organization_npi !== organizationNpi) {
-        return yield* fail("wrong_organization", "the consent token is for another organization")
+        return fail("wrong_organization", "the consent token is for another organization")
       }
       if (!isValidNpi(claims.provider_npi)) {
-        return yield* fail("invalid_provider_npi", "the consent token's provider_npi is not a valid NPI")
+        return fail("invalid_provider_npi", "the consent token's provider_npi is not a valid NPI")
       }
       const { organization_npi, provider_npi, ...rest } = claims
-      const verified: VerifiedConsent = {
+      return Either.right({
         claims: {
           ...rest,
           provider_npi: Npi.make(provider_npi, { disableValidation: true }),
           ...(organization_npi === undefined ? {} : { organization_npi: organizationNpi })
         },
-        publicKey
-      }
-      return verified
-    })
+        publicKey: publicKey.right
+      })
+    }
 
-    const issueChallenge = Effect.fnUntraced(
-      function*(connectionId: string, publicKey: PatientKey) {
-        const nowMillis = yield* Clock.currentTimeMillis
-        const challenge = book.issue(connectionId, publicKey, nowMillis)
-        const issued: IssuedChallenge = {
-          nonce: challenge.nonce,
-          expiresAt: DateTime.unsafeMake(challenge.expiresAtMillis)
-        }
-        return issued
-      }
-    )
+    const issueChallengeAt = (connectionId: string, publicKey: PatientKey, nowMillis: number): IssuedChallenge => {
+      const challenge = book.issue(connectionId, publicKey, nowMillis)
+      return { nonce: challenge.nonce, expiresAt: DateTime.unsafeMake(challenge.expiresAtMillis) }
+    }
 
-    const answerChallenge = Effect.fnUntraced(
-      function*(connectionId: string, nonce: string, signedNonce: string) {
-        const nowMillis = yield* Clock.currentTimeMillis
-        // Taken out before anything else is checked: a nonce gets exactly one answer, right or wrong.
-        const challenge = book.take(connectionId, nonce)
-        if (challenge === undefined) {
-          return yield* fail(
-            "challenge_unknown",
-            "the challenge is unknown, already answered, or was issued to another connection"
-          )
-        }
-        if (nowMillis >= challenge.expiresAtMillis) {
-          return yield* fail("challenge_expired", "the challenge expired before it was answered")
-        }
-        const signature = yield* decodeSignature(signedNonce, "signed_nonce")
-        if (!(yield* verify(challenge.key, challenge.bytes, signature))) {
-          return yield* fail("challenge_failed", "signed_nonce does not verify under patient_public_key")
-        }
+    const answerChallengeAt = (
+      connectionId: string,
+      nonce: string,
+      signedNonce: string,
+      nowMillis: number
+    ): Either.Either<void, ConsentError> => {
+      // Taken out before anything else is checked: a nonce gets exactly one answer, right or wrong.
+      const challenge = book.take(connectionId, nonce)
+      if (challenge === undefined) {
+        return fail("challenge_unknown", "the challenge is unknown, already answered, or was issued to another connection")
       }
-    )
+      if (nowMillis >= challenge.expiresAtMillis) {
+        return fail("challenge_expired", "the challenge expired before it was answered")
+      }
+      const signature = decodeSignature(signedNonce, "signed_nonce")
+      if (Either.isLeft(signature)) return Either.left(signature.left)
+      if (!verify(challenge.key, challenge.bytes, signature.right)) {
+        return fail("challenge_failed", "signed_nonce does not verify under patient_public_key")
+      }
+      return Either.void
+    }
 
     return ConsentVerifier.of({
       organizationNpi,
-      verifyToken,
-      issueChallenge,
-      answerChallenge,
+      verifyToken: (input) => Effect.flatMap(Clock.currentTimeMillis, (now) => verifyTokenAt(input, now)),
+      issueChallenge: (connectionId, publicKey) =>
+        Effect.map(Clock.currentTimeMillis, (now) => issueChallengeAt(connectionId, publicKey, now)),
+      answerChallenge: (connectionId, nonce, signedNonce) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => answerChallengeAt(connectionId, nonce, signedNonce, now)),
+      verifyTokenAt,
+      issueChallengeAt,
+      answerChallengeAt,
       forget: (connectionId) => Effect.sync(() => book.forget(connectionId)),
       outstandingChallenges: Effect.sync(() => book.size)
     })

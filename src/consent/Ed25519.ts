@@ -8,7 +8,6 @@
  */
 import { ed25519, ED25519_TORSION_SUBGROUP } from "@noble/curves/ed25519.js"
 import { bytesToNumberLE } from "@noble/curves/utils.js"
-import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import { createPublicKey, type KeyObject, verify as nodeVerify } from "node:crypto"
 import { encodedLength, isCanonicalBase64Url } from "../domain/Base64Url.js"
@@ -100,12 +99,11 @@ export const decodeSignature = (text: unknown, field: string): Either.Either<Buf
  * thread: a verification takes about 60 µs, less than handing it to libuv's thread pool and resuming the fiber
  * afterwards costs in CPU (two thread hand-offs and a fiber suspension per verification; BENCHMARKS.md, issue 11).
  */
-export const verify = (key: PatientKey, data: Uint8Array, signature: Uint8Array): Effect.Effect<boolean> =>
-  Effect.sync(() => {
-    try {
-      return nodeVerify(null, data, key.keyObject, signature)
-    } catch {
-      // Only reachable with a key or signature of the wrong kind, which the decoders above rule out.
-      return false
-    }
-  })
+export const verify = (key: PatientKey, data: Uint8Array, signature: Uint8Array): boolean => {
+  try {
+    return nodeVerify(null, data, key.keyObject, signature)
+  } catch {
+    // Only reachable with a key or signature of the wrong kind, which the decoders above rule out.
+    return false
+  }
+}

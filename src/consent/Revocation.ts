@@ -32,7 +32,7 @@ export const verifyRevocation = Effect.fnUntraced(function*(
     () => new ConsentError({ reason: "weak_key", message: "the relationship's patient key is not an acceptable key" })
   )
   const message = Buffer.from(revocationMessage(request.relationship_id, request.revoked_at), "utf8")
-  if (!(yield* verify(key, message, signature))) {
+  if (!verify(key, message, signature)) {
     return yield* refuse("invalid_signature", "signature does not verify under the relationship's patient key")
   }
   return key

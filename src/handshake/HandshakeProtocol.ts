@@ -4,17 +4,23 @@
  * `consent.revoke` (section 8), the revocation and its `consent.revoked` answer. Every refusal is a
  * `HandshakeFailure` whose code and close code come from one table; the transport (HandshakeServer) sends it
  * and closes.
+ *
+ * The two messages before the completion are answered as plain code on the socket's callbacks (`Handshake`):
+ * decoding, the token's checks and the challenge are pure and synchronous (`Either`s), and a fiber per step
+ * cost more CPU than the steps themselves (BENCHMARKS.md, issue 11). What has effects runs in one fiber at the
+ * end (`Ending`): the completion's transaction with its audit entries, a revocation, or the refusal's record.
  */
-import * as Clock from "effect/Clock"
+import type * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Either from "effect/Either"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { createHash } from "node:crypto"
 import { ConsentError, toWire } from "../consent/ConsentError.js"
-import type { ConsentVerifier } from "../consent/ConsentVerifier.js"
+import type { ConsentVerifier, VerifiedConsent } from "../consent/ConsentVerifier.js"
 import {
   type ConsentRevokedMessage,
   type ConsentRevokeMessage,
@@ -33,7 +39,7 @@ import {
 import type { Relationships } from "../relationships/Relationships.js"
 import type { AuditLog } from "../store/AuditLog.js"
 import { ServerStopping, startedEntry } from "./HandshakeOutcome.js"
-import type { ProviderLookup } from "./ProviderLookup.js"
+import type { ProviderEntry, ProviderLookup } from "./ProviderLookup.js"
 import type { RelationshipStore } from "./RelationshipStore.js"
 
 /** Where a handshake is, for `activeSessions()`. */
@@ -70,14 +76,16 @@ export class ConnectionEnded extends Schema.TaggedError<ConnectionEnded>()("Conn
 
 /** One upgraded connection, as the protocol sees it (methods: called on the connection). */
 export interface Connection {
-  /** The next inbound event, waiting for it. */
-  readonly next: Effect.Effect<Inbound>
-  /** The next inbound event if one has already arrived. */
+  /** The next inbound event if one has already arrived (a frame is taken; an end stays for every later read). */
   poll(): Inbound | undefined
-  /** Moves the connection's deadline (Clock milliseconds; Infinity: none). */
+  /** Calls `callback` once an event has arrived (now, if one has). */
+  whenReady(callback: () => void): void
+  /** Moves the connection's deadline (Clock milliseconds; Infinity: none): `TimedOut` arrives once it passed. */
+  deadline(atMillis: number): void
+  /** `deadline` as an Effect. */
   setDeadline(atMillis: number): Effect.Effect<void>
-  /** Sends one text frame. */
-  send(text: string): Effect.Effect<void>
+  /** Sends one text frame (nothing if the socket is no longer open). */
+  write(text: string): void
 }
 
 /** Settings the protocol needs. */
@@ -164,78 +172,29 @@ const revokeOnSocket = (
     )
   })
 
+
+/** What ends a handshake, run in a fiber: its last message, or the refusal. */
+export type Ending = Effect.Effect<HandshakeComplete | ConsentRevokedMessage, Refusal>
+
 /**
- * Runs one handshake to its `handshake.complete` message (which the caller sends before closing with 1000).
- * The completion is written together with its audit entries (started, completed), in one transaction.
- * Untraced: a span per handshake costs more than the rest of its Effect bookkeeping.
+ * The relationship of an answered challenge (4 of section 2), written together with the handshake's audit
+ * entries (started, completed) in one transaction. A frame arriving meanwhile comes after the last expected
+ * message: just before the commit it is seen, refused, and the transaction rolls back.
  */
-export const run = Effect.fnUntraced(function*(
+const complete = (
   session: SessionInfo,
   connection: Connection,
   options: ProtocolOptions,
-  services: ProtocolServices
-) {
-  const { providers, relationships, verifier } = services
-
-  const receive = <A>(
-    decode: (frame: string | Uint8Array) => Either.Either<A, HandshakeFailure>,
-    onTimeout: string
-  ) =>
-    Effect.flatMap(
-      connection.next,
-      (event): Effect.Effect<A, Refusal> =>
-        event._tag === "Frame" ? decode(event.data) : Effect.fail(interrupting(event, onTimeout))
-    )
-
-  // 1. handshake.auth (or a patient's consent.revoke), within the auth timeout (the deadline set at the upgrade).
-  const auth = yield* receive(decodeFirstMessage, "no handshake.auth within the auth timeout")
-  if (auth.type === RevocationMessageType.revoke) return yield* revokeOnSocket(session, connection, services, auth)
-  session.patient_agent_id = auth.patient_agent_id
-  const verified = yield* Effect.mapError(verifier.verifyToken(auth), fromConsent)
+  services: ProtocolServices,
+  verified: VerifiedConsent,
+  provider: ProviderEntry
+): Ending => {
   const npi = verified.claims.provider_npi
-  session.provider_npi = npi
-  session.key_fingerprint = keyFingerprint(verified.publicKey.raw)
-  const provider = yield* providers.find(npi)
-  if (Option.isNone(provider)) {
-    return yield* new HandshakeFailure({
-      code: "PROVIDER_NOT_FOUND",
-      message: `provider_npi ${npi} is not a provider of this neuron`
-    })
-  }
-
-  // 2. handshake.challenge, bound to this connection.
-  const challenge = yield* verifier.issueChallenge(session.connection_id, verified.publicKey)
-  session.state = "awaiting_challenge_response"
-  const now = yield* Clock.currentTimeMillis
-  // 3. handshake.challenge_response, before expires_at (and never longer than the auth timeout).
-  yield* connection.setDeadline(
-    Math.min(now + Duration.toMillis(options.authTimeout), DateTime.toEpochMillis(challenge.expiresAt))
-  )
-  yield* connection.send(encodeServerMessage({
-    type: MessageType.challenge,
-    nonce: challenge.nonce,
-    provider_npi: npi,
-    organization_npi: verifier.organizationNpi,
-    expires_at: DateTime.formatIso(challenge.expiresAt)
-  }))
-  const response = yield* receive(decodeResponse, "no handshake.challenge_response before expires_at")
-  session.state = "completing"
-  yield* connection.setDeadline(Infinity)
-
-  // 4. The answer and the relationship. A frame arriving meanwhile comes after the last expected message: it
-  // is refused and the completion is abandoned. Already there (sent together with the answer), it is seen
-  // now; arriving while the answer is checked and stored, just before the commit (the transaction rolls back).
-  const early = beyondLast(connection.poll())
-  if (early !== undefined) return yield* Effect.fail(early)
-  yield* Effect.mapError(
-    verifier.answerChallenge(session.connection_id, challenge.nonce, response.signed_nonce),
-    fromConsent
-  )
   const provider_endpoint = Option.getOrElse(
-    provider.value.provider_endpoint_url,
+    provider.provider_endpoint_url,
     () => `${options.publicUrl}/ws/provider/${npi}`
   )
-  const established = yield* relationships.establish({
+  return services.relationships.establish({
     patient_agent_id: verified.claims.patient_agent_id,
     provider_npi: npi,
     patient_public_key: verified.publicKey.b64u,
@@ -258,17 +217,163 @@ export const run = Effect.fnUntraced(function*(
     ],
     beforeCommit: () => beyondLast(connection.poll())
   }).pipe(
+    Effect.map((established): HandshakeComplete => ({
+      type: MessageType.complete,
+      relationship_id: established.relationship_id,
+      provider_npi: npi,
+      provider_endpoint,
+      status: established.status
+    })),
     Effect.catchTag(
       "RelationshipKeyMismatch",
       (e) => Effect.fail(fromConsent(new ConsentError({ reason: e.reason, message: e.message })))
     )
   )
-  const message: HandshakeComplete = {
-    type: MessageType.complete,
-    relationship_id: established.relationship_id,
-    provider_npi: npi,
-    provider_endpoint,
-    status: established.status
+}
+
+/** What a handshake is given by the server that runs it. */
+export interface HandshakeRun {
+  readonly options: ProtocolOptions
+  readonly services: ProtocolServices
+  /** The server's Clock (a TestClock in tests), read without a fiber. */
+  readonly clock: Clock.Clock
+  /** Runs `effect` in a fiber and calls `onExit` with its exit: a provider lookup that needs a read. */
+  readonly await: <A>(effect: Effect.Effect<A>, onExit: (exit: Exit.Exit<A>) => void) => void
+  /** Runs what ends the handshake in a fiber, then sends and records its outcome. Called once. */
+  readonly end: (ending: Ending) => void
+}
+
+const AUTH_TIMEOUT = "no handshake.auth within the auth timeout"
+const RESPONSE_TIMEOUT = "no handshake.challenge_response before expires_at"
+
+/**
+ * One handshake, driven by its connection's events: `step` reads what has arrived and answers it, then waits
+ * for the next event without a fiber. Steps 1 to 3 of section 2 are decided here, synchronously; the first
+ * thing with effects (the completion, a revocation, a refusal) is handed to `run.end` and the handshake is over.
+ * A defect (a throw) in a step ends the handshake as a `SERVER_ERROR`, never escapes into the socket's events.
+ */
+export class Handshake {
+  private stage: "auth" | "lookup" | "response" | "ended" = "auth"
+  private verified: VerifiedConsent | undefined = undefined
+  private provider: ProviderEntry | undefined = undefined
+  private nonce = ""
+
+  constructor(
+    private readonly session: SessionInfo,
+    private readonly connection: Connection,
+    private readonly run: HandshakeRun
+  ) {}
+
+  /** Answers every event that has arrived, then waits for the next one (from the first event on). */
+  readonly step = (): void => {
+    try {
+      while (this.stage === "auth" || this.stage === "response") {
+        const event = this.connection.poll()
+        if (event === undefined) return this.connection.whenReady(this.step)
+        if (event._tag !== "Frame") {
+          return this.end(Effect.fail(interrupting(event, this.stage === "auth" ? AUTH_TIMEOUT : RESPONSE_TIMEOUT)))
+        }
+        if (this.stage === "auth") this.auth(event.data)
+        else this.answer(event.data)
+      }
+    } catch (defect) {
+      this.end(Effect.die(defect))
+    }
   }
-  return message
-})
+
+  private end(ending: Ending): void {
+    if (this.stage === "ended") return
+    this.stage = "ended"
+    this.run.end(ending)
+  }
+
+  private refuse(failure: Refusal): void {
+    this.end(Effect.fail(failure))
+  }
+
+  /** 1. `handshake.auth` (or a patient's `consent.revoke`), within the auth timeout (set at the upgrade). */
+  private auth(frame: string | Uint8Array): void {
+    const { services, clock } = this.run
+    const session = this.session
+    const first = decodeFirstMessage(frame)
+    if (Either.isLeft(first)) return this.refuse(first.left)
+    const auth = first.right
+    if (auth.type === RevocationMessageType.revoke) {
+      return this.end(revokeOnSocket(session, this.connection, services, auth))
+    }
+    session.patient_agent_id = auth.patient_agent_id
+    const verified = services.verifier.verifyTokenAt(auth, clock.unsafeCurrentTimeMillis())
+    if (Either.isLeft(verified)) return this.refuse(fromConsent(verified.left))
+    const npi = verified.right.claims.provider_npi
+    session.provider_npi = npi
+    session.key_fingerprint = keyFingerprint(verified.right.publicKey.raw)
+    this.verified = verified.right
+    const known = services.providers.findNow?.(npi)
+    if (known !== undefined) return this.challenge(known)
+    // Not cached: read in a fiber, then go on from here.
+    this.stage = "lookup"
+    this.run.await(services.providers.find(npi), (exit) => {
+      try {
+        if (Exit.isFailure(exit)) return this.end(Effect.failCause(exit.cause))
+        this.stage = "auth"
+        this.challenge(exit.value)
+      } catch (defect) {
+        return this.end(Effect.die(defect))
+      }
+      this.step()
+    })
+  }
+
+  /** 2. `handshake.challenge`, bound to this connection; the answer is due before it expires. */
+  private challenge(provider: Option.Option<ProviderEntry>): void {
+    const { clock, options, services } = this.run
+    const session = this.session
+    const verified = this.verified!
+    const npi = verified.claims.provider_npi
+    if (Option.isNone(provider)) {
+      return this.refuse(
+        new HandshakeFailure({ code: "PROVIDER_NOT_FOUND", message: `provider_npi ${npi} is not a provider of this neuron` })
+      )
+    }
+    this.provider = provider.value
+    const now = clock.unsafeCurrentTimeMillis()
+    const challenge = services.verifier.issueChallengeAt(session.connection_id, verified.publicKey, now)
+    this.nonce = challenge.nonce
+    session.state = "awaiting_challenge_response"
+    this.stage = "response"
+    // 3. The answer before expires_at, and never later than the auth timeout.
+    this.connection.deadline(
+      Math.min(now + Duration.toMillis(options.authTimeout), DateTime.toEpochMillis(challenge.expiresAt))
+    )
+    this.connection.write(encodeServerMessage({
+      type: MessageType.challenge,
+      nonce: challenge.nonce,
+      provider_npi: npi,
+      organization_npi: services.verifier.organizationNpi,
+      expires_at: DateTime.formatIso(challenge.expiresAt)
+    }))
+  }
+
+  /**
+   * 4. `handshake.challenge_response`: the answer is checked, then the relationship written. A frame already
+   * there with it (sent together) comes after the last expected message: refused, nothing written.
+   */
+  private answer(frame: string | Uint8Array): void {
+    const { clock, options, services } = this.run
+    const session = this.session
+    const response = decodeResponse(frame)
+    if (Either.isLeft(response)) return this.refuse(response.left)
+    session.state = "completing"
+    this.connection.deadline(Infinity)
+    const early = beyondLast(this.connection.poll())
+    if (early !== undefined) return this.refuse(early)
+    const answered = services.verifier.answerChallengeAt(
+      session.connection_id,
+      this.nonce,
+      response.right.signed_nonce,
+      clock.unsafeCurrentTimeMillis()
+    )
+    if (Either.isLeft(answered)) return this.refuse(fromConsent(answered.left))
+    this.end(complete(session, this.connection, options, services, this.verified!, this.provider!))
+  }
+}

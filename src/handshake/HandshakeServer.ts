@@ -13,7 +13,6 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import { clientAbortFiberId } from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as Clock from "effect/Clock"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -28,6 +27,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import { randomUUID } from "node:crypto"
 import { type IncomingMessage, type Server, STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
@@ -191,7 +191,9 @@ export const make = (options: HandshakeServerOptions) =>
       FiberRefs.getOrDefault(built.fiberRefs, FiberRef.currentMinimumLogLevel),
       LogLevel.Debug
     )
-    const tracing = (yield* Effect.tracer) !== defaultTracer
+    const tracer = yield* Effect.tracer
+    const tracing = tracer !== defaultTracer &&
+      FiberRefs.getOrDefault(built.fiberRefs, FiberRef.currentTracerEnabled)
     // The Clock the server was built with (a TestClock in tests), for the times taken outside a fiber.
     const clock = yield* Effect.clock
     // Taken once: a handshake uses them directly instead of looking them up in its context every time.
@@ -268,35 +270,70 @@ export const make = (options: HandshakeServerOptions) =>
     const metrics = yield* Effect.serviceOption(NeuronMetrics)
 
     /**
-     * Serves an upgraded connection to its end; runs uninterruptibly, in its own fiber. One span per handshake
-     * (a root span: the upgrade request has none), named by its outcome, and its time in the latency histogram.
+     * Ends a handshake in a fiber of its own (uninterruptible: its outcome is always sent and recorded): runs
+     * `ending`, then sends its message or refusal, closes, counts it and records its time in the latency
+     * histogram (from the first event, `start`). With a tracer installed, `span` is the handshake's (a root span:
+     * the upgrade request has none), named by its outcome.
      */
-    const serveConnection = (session: HandshakeProtocol.SessionInfo, connection: WebSocketConnection.Upgraded) => {
-      const served = Effect.flatMap(Clock.currentTimeNanos, (start) =>
-        Effect.flatMap(
-          Effect.exit(HandshakeProtocol.run(session, connection, settings, services)),
-          (exit) =>
-            Effect.flatMap(HandshakeOutcome.finish(session, connection, exit, services), (outcome) => {
-              count(outcome)
-              return Effect.flatMap(Clock.currentTimeNanos, (end) => {
-                if (Option.isSome(metrics)) metrics.value.handshake(outcome, Number(end - start) / 1e9)
-                return tracing
-                  ? Effect.annotateCurrentSpan({
-                    "handshake.outcome": outcome,
-                    "handshake.provider_npi": session.provider_npi ?? ""
-                  })
-                  : Effect.void
-              })
+    const ending = (
+      session: HandshakeProtocol.SessionInfo,
+      connection: WebSocketConnection.Upgraded,
+      ending: HandshakeProtocol.Ending,
+      start: bigint,
+      span: Tracer.Span | undefined
+    ) => {
+      const ended = Effect.flatMap(
+        Effect.exit(ending),
+        (exit) =>
+          Effect.map(HandshakeOutcome.finish(session, connection, exit, services), (outcome) => {
+            count(outcome)
+            const end = clock.unsafeCurrentTimeNanos()
+            if (Option.isSome(metrics)) metrics.value.handshake(outcome, Number(end - start) / 1e9)
+            if (span !== undefined) {
+              span.attribute("handshake.outcome", outcome)
+              span.attribute("handshake.provider_npi", session.provider_npi ?? "")
+              span.end(end, Exit.void)
+            }
+          })
+      )
+      return span === undefined ? ended : Effect.withParentSpan(ended, span)
+    }
+
+    /**
+     * Serves an upgraded connection from its first event: the handshake's steps run on the socket's callbacks
+     * (HandshakeProtocol.Handshake), and one fiber ends it. Without a tracer no span is made: `withSpan` would
+     * still build one and capture a stack trace for it, about 30 µs per handshake (BENCHMARKS.md, issue 11).
+     */
+    const serve = (tracked: Tracked, connection: WebSocketConnection.Upgraded) => {
+      const session = tracked.session
+      const start = clock.unsafeCurrentTimeNanos()
+      let span: Tracer.Span | undefined
+      if (tracing) {
+        span = tracer.span("HandshakeServer.handshake", Option.none(), Context.empty(), [], start, "server")
+        span.attribute("handshake.connection_id", session.connection_id)
+      }
+      const withSpan = <A, E>(effect: Effect.Effect<A, E>) =>
+        span === undefined ? effect : Effect.withParentSpan(effect, span)
+      // Held until the outcome is written: shutdown waits for it (the socket may be gone before).
+      tracked.holds++
+      new HandshakeProtocol.Handshake(session, connection, {
+        options: settings,
+        services,
+        clock,
+        await: (effect, onExit) => runFork(withSpan(effect)).addObserver(onExit),
+        // Started on the scheduler's next turn, not inside the socket's callback: a frame that came in the same
+        // read as the last expected message is queued by then, and refused (the check a revocation starts with).
+        end: (end) => {
+          runFork(Effect.ensuring(
+            ending(session, connection, end, start, span),
+            Effect.sync(() => {
+              // Its outcome closes the socket; should anything end it without doing so, the socket still goes.
+              connection.goingAway()
+              letGo(tracked)
             })
-        ))
-      // Without a tracer the span would be recorded nowhere, but `withSpan` still builds it and captures a
-      // stack trace for it: about 30 µs per handshake (BENCHMARKS.md, issue 11).
-      return tracing
-        ? Effect.withSpan(served, "HandshakeServer.handshake", {
-          kind: "server",
-          attributes: { "handshake.connection_id": session.connection_id }
-        })
-        : served
+          ), { immediate: false })
+        }
+      }).step()
     }
 
     // The deadline's sleeping fiber under a Clock other than the live one (a TestClock in tests).
@@ -332,18 +369,8 @@ export const make = (options: HandshakeServerOptions) =>
       session.upgraded_at = new Date(upgradedAt).toISOString()
       tracked.connection = connection
       if (stopping) connection.stop()
-      // The connection's fiber starts at its first event: a waiting connection holds no fiber. Its outcome
-      // closes the socket; should anything end it without doing so, the socket still goes (1001).
-      connection.whenReady(() => {
-        tracked.holds++
-        runFork(Effect.ensuring(
-          serveConnection(session, connection),
-          Effect.sync(() => {
-            connection.goingAway()
-            letGo(tracked)
-          })
-        ))
-      })
+      // Served from its first event: a waiting connection holds no fiber.
+      connection.whenReady(() => serve(tracked, connection))
       return true
     }
 

@@ -16,7 +16,7 @@ import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 import type { IncomingMessage } from "node:http"
 import { WebSocket, WebSocketServer } from "ws"
-import type { Inbound } from "./HandshakeProtocol.js"
+import type { Connection as ProtocolConnection, Inbound } from "./HandshakeProtocol.js"
 
 /** Limits of the handshake's WebSocket server. */
 export interface WebSocketLimits {
@@ -44,26 +44,15 @@ export const makeServer = (limits: WebSocketLimits): Effect.Effect<WebSocketServ
   )
 
 /** An upgraded connection (methods: call them on the connection). */
-export interface Upgraded {
-  /** The next inbound event, waiting for it: a frame, the end of the connection, the deadline, or a stop. */
-  readonly next: Effect.Effect<Inbound>
-  /** The next inbound event if one has already arrived (undefined: none yet). */
-  poll(): Inbound | undefined
-  /** Moves the deadline (Clock milliseconds; Infinity: none): `TimedOut` arrives once it has passed. */
-  setDeadline(atMillis: number): Effect.Effect<void>
+export interface Upgraded extends ProtocolConnection {
   /** Tells the reader the server is stopping: `Stopping` comes before anything still unread. */
   stop(): void
+  /** `write` as an Effect. */
   send(text: string): Effect.Effect<void>
   /** Starts the closing handshake with `code` (once; later calls do nothing). */
   close(code: number, reason: string): Effect.Effect<void>
   /** Closes the socket with 1001 (going away) if it is still open: for a connection whose handshake ended without closing it. */
   goingAway(): void
-  /**
-   * Calls `callback` once an event has arrived (now, if one has). A connection waiting for its first frame
-   * needs no fiber until then: the server starts the handshake's fiber from here, so 10 000 idle connections
-   * hold 10 000 sockets and timers, not 10 000 suspended fibers.
-   */
-  whenReady(callback: () => void): void
 }
 
 /** auth, challenge_response, and one more to refuse. */
@@ -92,14 +81,14 @@ const MAX_TIMER_MILLIS = 2_147_483_647
 const STOPPING: Inbound = { _tag: "Stopping" }
 
 /**
- * One upgraded connection: its events for a single reader, its deadline, its socket. Cheaper than a `Queue`
- * plus `timeoutOption` per read (which forks two fibers and races them): a read is one `Effect.async`.
- * Terminal events (`Ended`, `TimedOut`, `Stopping`) stay: every later read sees them. A class rather than
- * closures: a waiting connection holds only these fields (measured per connection with 10 000 held).
+ * One upgraded connection: its events for a single reader, its deadline, its socket. The reader is called back
+ * (`whenReady`) when an event arrives: a connection waiting for its next frame holds no fiber, so 10 000 idle
+ * connections hold 10 000 sockets and timers, not 10 000 suspended fibers. Terminal events (`Ended`,
+ * `TimedOut`, `Stopping`) stay: every later read sees them. A class rather than closures: a waiting connection
+ * holds only these fields (measured per connection with 10 000 held).
  */
 class Connection implements Upgraded {
   private readonly events: Array<Inbound> = []
-  private waiter: ((event: Inbound) => void) | undefined = undefined
   private ready: (() => void) | undefined = undefined
   // What waits for the deadline: a timer under the live Clock, else a fiber sleeping on the Clock.
   private timeout: ReturnType<typeof setTimeout> | undefined = undefined
@@ -115,16 +104,10 @@ class Connection implements Upgraded {
   offer(event: Inbound, first = false): void {
     if (first) this.events.unshift(event)
     else this.events.push(event)
-    // Until `ready` has fired there is no reader (its fiber is what `ready` starts): one or the other is set.
     const ready = this.ready
     if (ready !== undefined) {
       this.ready = undefined
-      return ready()
-    }
-    const waiter = this.waiter
-    if (waiter !== undefined) {
-      this.waiter = undefined
-      waiter(this.poll()!)
+      ready()
     }
   }
 
@@ -139,15 +122,6 @@ class Connection implements Upgraded {
     return event
   }
 
-  readonly next: Effect.Effect<Inbound> = Effect.async<Inbound>((resume) => {
-    const event = this.poll()
-    if (event !== undefined) return resume(Effect.succeed(event))
-    this.waiter = (event) => resume(Effect.succeed(event))
-    return Effect.sync(() => {
-      this.waiter = undefined
-    })
-  })
-
   disarm(): void {
     if (this.timeout !== undefined) clearTimeout(this.timeout)
     this.timer?.unsafeInterruptAsFork(FiberId.none)
@@ -158,7 +132,6 @@ class Connection implements Upgraded {
   // Under the live Clock a plain timer; under another Clock (TestClock in tests) a fiber sleeping on it,
   // replaced when the deadline moves and interrupted without waiting (it only sleeps). Forking and
   // interrupting that fiber twice per handshake measured about 100 µs of CPU; the timer costs next to nothing.
-  /** `setDeadline` as plain code (the server arms the first deadline at the upgrade, outside any fiber). */
   deadline(atMillis: number): void {
     this.disarm()
     const i = this.events.indexOf(TIMED_OUT)
@@ -183,10 +156,12 @@ class Connection implements Upgraded {
     this.offer(STOPPING, true)
   }
 
+  write(text: string): void {
+    if (this.socket.readyState === WebSocket.OPEN) this.socket.send(text)
+  }
+
   send(text: string): Effect.Effect<void> {
-    return Effect.sync(() => {
-      if (this.socket.readyState === WebSocket.OPEN) this.socket.send(text)
-    })
+    return Effect.sync(() => this.write(text))
   }
 
   close(code: number, reason: string): Effect.Effect<void> {

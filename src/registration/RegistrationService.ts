@@ -267,6 +267,7 @@ export const make = (identity: NeuronIdentity) =>
       removeProvider,
       listProviders: store.listProviders(),
       getProvider: store.getProvider,
+      getProviderCached: store.getProviderCached,
       syncProviders,
       resumeProviders,
       deregister,

@@ -302,6 +302,11 @@ export const make = Effect.gen(function*() {
     providerChanges: Effect.sync(() => providerChanges),
     /** One provider, removed ones included. */
     getProvider,
+    /**
+     * `getProvider`'s answer when it is cached (no read needed), else `undefined`: lets the handshake answer its
+     * `handshake.auth` as plain code, without a fiber.
+     */
+    getProviderCached: (npi: Npi): Option.Option<Provider> | undefined => providerCache.get(npi),
     /** The event log in order; `limit` keeps the newest. */
     events: (options?: { readonly limit?: number }): Effect.Effect<ReadonlyArray<StoredEvent>> =>
       tables.listEvents(options?.limit ?? -1).pipe(Effect.orDie),

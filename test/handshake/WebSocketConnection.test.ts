@@ -6,6 +6,7 @@ import * as Queue from "effect/Queue"
 import * as Runtime from "effect/Runtime"
 import { createServer, type IncomingMessage } from "node:http"
 import type { WebSocketServer } from "ws"
+import type { Inbound } from "../../src/handshake/HandshakeProtocol.js"
 import * as WebSocketConnection from "../../src/handshake/WebSocketConnection.js"
 import { listenScoped } from "../support/http.js"
 import { connect, opened } from "../support/ws.js"
@@ -32,6 +33,10 @@ const upgradeNow = (wss: WebSocketServer, request: IncomingMessage, onClosed: ()
       onClosed
     ))
 
+/** The next event, as the handshake reads it: `whenReady`, then `poll`. */
+const next = (connection: WebSocketConnection.Upgraded) =>
+  Effect.async<Inbound>((resume) => connection.whenReady(() => resume(Effect.succeed(connection.poll()!))))
+
 describe("WebSocketConnection", () => {
   it.scopedLive("upgrade: the frames and the end reach the reader, then onClosed is called once the socket is gone", () =>
     Effect.gen(function*() {
@@ -42,10 +47,10 @@ describe("WebSocketConnection", () => {
       assert.isDefined(connection)
       yield* opened(client)
       yield* client.send("hello")
-      assert.deepStrictEqual(yield* connection!.next, { _tag: "Frame", data: "hello" })
+      assert.deepStrictEqual(yield* next(connection!), { _tag: "Frame", data: "hello" })
       assert.strictEqual(yield* Queue.size(closed), 0)
       client.ws.close(1000)
-      const end = yield* connection!.next
+      const end = yield* next(connection!)
       assert.strictEqual(end._tag, "Ended")
       assert.strictEqual(end._tag === "Ended" && end.closeCode, 1000)
       assert.strictEqual(yield* Queue.take(closed), "closed")
@@ -72,7 +77,7 @@ describe("WebSocketConnection", () => {
       const connection = yield* upgradeNow(wss, yield* Queue.take(requests))
       yield* opened(client)
       connection!.goingAway()
-      const end = yield* connection!.next
+      const end = yield* next(connection!)
       assert.strictEqual(end._tag === "Ended" && end.closeCode, 1001)
     }))
 
@@ -91,7 +96,7 @@ describe("WebSocketConnection", () => {
       // The frame is still there for the reader, and a later registration is called at once.
       connection.whenReady(() => Queue.unsafeOffer(calls, "again"))
       assert.strictEqual(yield* Queue.take(calls), "again")
-      assert.deepStrictEqual(yield* connection.next, { _tag: "Frame", data: "auth" })
+      assert.deepStrictEqual(yield* next(connection), { _tag: "Frame", data: "auth" })
       yield* client.send("more")
       yield* Effect.sleep("50 millis")
       assert.strictEqual(yield* Queue.size(calls), 0)
