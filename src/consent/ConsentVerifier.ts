@@ -161,7 +161,10 @@ export const make = (options: ConsentVerifierOptions): Effect.Effect<ConsentVeri
       // Taken out before anything else is checked: a nonce gets exactly one answer, right or wrong.
       const challenge = book.take(connectionId, nonce)
       if (challenge === undefined) {
-        return fail("challenge_unknown", "the challenge is unknown, already answered, or was issued to another connection")
+        return fail(
+          "challenge_unknown",
+          "the challenge is unknown, already answered, or was issued to another connection"
+        )
       }
       if (nowMillis >= challenge.expiresAtMillis) {
         return fail("challenge_expired", "the challenge expired before it was answered")

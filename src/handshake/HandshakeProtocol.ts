@@ -172,7 +172,6 @@ const revokeOnSocket = (
     )
   })
 
-
 /** What ends a handshake, run in a fiber: its last message, or the refusal. */
 export type Ending = Effect.Effect<HandshakeComplete | ConsentRevokedMessage, Refusal>
 
@@ -332,7 +331,10 @@ export class Handshake {
     const npi = verified.claims.provider_npi
     if (Option.isNone(provider)) {
       return this.refuse(
-        new HandshakeFailure({ code: "PROVIDER_NOT_FOUND", message: `provider_npi ${npi} is not a provider of this neuron` })
+        new HandshakeFailure({
+          code: "PROVIDER_NOT_FOUND",
+          message: `provider_npi ${npi} is not a provider of this neuron`
+        })
       )
     }
     this.provider = provider.value

@@ -324,14 +324,17 @@ export const make = (options: HandshakeServerOptions) =>
         // Started on the scheduler's next turn, not inside the socket's callback: a frame that came in the same
         // read as the last expected message is queued by then, and refused (the check a revocation starts with).
         end: (end) => {
-          runFork(Effect.ensuring(
-            ending(session, connection, end, start, span),
-            Effect.sync(() => {
-              // Its outcome closes the socket; should anything end it without doing so, the socket still goes.
-              connection.goingAway()
-              letGo(tracked)
-            })
-          ), { immediate: false })
+          runFork(
+            Effect.ensuring(
+              ending(session, connection, end, start, span),
+              Effect.sync(() => {
+                // Its outcome closes the socket; should anything end it without doing so, the socket still goes.
+                connection.goingAway()
+                letGo(tracked)
+              })
+            ),
+            { immediate: false }
+          )
         }
       }).step()
     }

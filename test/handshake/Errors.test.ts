@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import { makePatientKey, patientKeyFromSeed, signNonce } from "../../src/careagent/CareAgentKeys.js"
 import { ProviderLookup } from "../../src/handshake/ProviderLookup.js"
@@ -8,6 +9,7 @@ import { connect, opened, type RawClient } from "../support/ws.js"
 import {
   adjustWhenArmed,
   authMessage,
+  eventually,
   handshakeWith,
   NOW,
   ORG,
@@ -257,6 +259,54 @@ describe("handshake errors (PROTOCOL.md section 2 table)", () => {
       const error = yield* Effect.flip(handshakeWith(neuron, yield* makePatientKey))
       assert.strictEqual(error.code, "SERVER_ERROR")
       assert.strictEqual(error.closeCode, 1011)
+    }))
+
+  it.scoped("a provider lookup that needs a read (findNow has no answer) runs in a fiber; the handshake goes on from its answer: complete for a provider, PROVIDER_NOT_FOUND 4004 otherwise", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(NOW)
+      const reads: Array<string> = []
+      const slow = Layer.succeed(ProviderLookup, {
+        // A read that completes later, on Node's timers (not the TestClock): the handshake waits for it.
+        find: (npi) =>
+          Effect.as(
+            Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5))),
+            npi === PROVIDER ? Option.some({ provider_npi: npi, provider_endpoint_url: Option.none() }) : Option.none()
+          ).pipe(Effect.tap(() => reads.push(npi))),
+        findNow: () => undefined
+      })
+      const neuron = yield* startNeuron({}, slow)
+      const done = yield* handshakeWith(neuron, yield* makePatientKey)
+      assert.strictEqual(done.status, "new")
+      assert.strictEqual(done.provider_npi, PROVIDER)
+      const error = yield* Effect.flip(handshakeWith(neuron, yield* makePatientKey, { provider_npi: UNKNOWN_PROVIDER }))
+      assert.strictEqual(error.code, "PROVIDER_NOT_FOUND")
+      assert.strictEqual(error.closeCode, 4004)
+      assert.deepStrictEqual(reads, [PROVIDER, UNKNOWN_PROVIDER])
+    }))
+
+  it.scoped("a step that throws (here the provider cache) ends that handshake as SERVER_ERROR 1011, recorded; the server stays up and serves the next", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(NOW)
+      let broken = true
+      const flaky = Layer.succeed(ProviderLookup, {
+        find: (npi) => Effect.succeed(Option.some({ provider_npi: npi, provider_endpoint_url: Option.none() })),
+        findNow: () => {
+          if (broken) throw new Error("cache corrupted at /var/lib/neuron")
+          return undefined
+        }
+      })
+      const neuron = yield* startNeuron({}, flaky)
+      const client = yield* open(neuron)
+      yield* client.sendJson(yield* authMessage(yield* makePatientKey))
+      assert.notInclude(yield* expectError(client, "SERVER_ERROR", 1011), "/var/lib")
+      const entries = yield* eventually(
+        neuron.audit.list(),
+        (entries) => entries.some((e) => e.action === "handshake.failed"),
+        "the handshake.failed entry"
+      )
+      assert.strictEqual(entries.find((e) => e.action === "handshake.failed")!.details.code, "SERVER_ERROR")
+      broken = false
+      assert.strictEqual((yield* handshakeWith(neuron, yield* makePatientKey)).status, "new")
     }))
 
   it.scoped("the CareAgentClient reports the code and close code of a refusal", () =>
