@@ -73,6 +73,23 @@ const failed = (audit: AuditLog, session: SessionInfo, code: string, closeCode: 
     )
   )
 
+/** Sends `handshake.complete` and starts the close (1000): plain code, the last step of a completed handshake. */
+export const sendComplete = (connection: Upgraded, message: HandshakeComplete): void => {
+  connection.write(encodeServerMessage(message))
+  connection.end(1000, "handshake complete")
+}
+
+/** The DEBUG line of a completed handshake (only built when debug logging is on: see `finish`). */
+export const logCompletion = (session: SessionInfo, message: HandshakeComplete): Effect.Effect<void> =>
+  Effect.logDebug("handshake completed").pipe(
+    Effect.annotateLogs({
+      service: "HandshakeServer",
+      connection_id: session.connection_id,
+      status: message.status,
+      provider_npi: message.provider_npi
+    })
+  )
+
 /**
  * Sends the outcome, starts the close with its code, and records a failure (a completion was recorded with
  * the relationship, in its transaction). Meant to run uninterruptibly. Returns the outcome's label for the
@@ -95,23 +112,15 @@ export const finish = (
     const { audit, verifier } = services
     yield* verifier.forget(session.connection_id)
     if (Exit.isSuccess(exit)) {
-      yield* connection.send(encodeServerMessage(exit.value))
+      const message = exit.value
       // A revocation is recorded by its relationship's audit entry, written with the revocation.
-      if (exit.value.type === RevocationMessageType.revoked) {
+      if (message.type === RevocationMessageType.revoked) {
+        yield* connection.send(encodeServerMessage(message))
         yield* connection.close(1000, "consent revoked")
         return "revoked"
       }
-      yield* connection.close(1000, "handshake complete")
-      if (services.logCompleted) {
-        yield* Effect.logDebug("handshake completed").pipe(
-          Effect.annotateLogs({
-            service: "HandshakeServer",
-            connection_id: session.connection_id,
-            status: exit.value.status,
-            provider_npi: exit.value.provider_npi
-          })
-        )
-      }
+      sendComplete(connection, message)
+      if (services.logCompleted) yield* logCompletion(session, message)
       return "completed"
     }
     const cause = exit.cause

@@ -10,6 +10,7 @@
  * cost more CPU than the steps themselves (BENCHMARKS.md, issue 11). What has effects runs in one fiber at the
  * end (`Ending`): the completion's transaction with its audit entries, a revocation, or the refusal's record.
  */
+import type * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
@@ -40,7 +41,7 @@ import type { Relationships } from "../relationships/Relationships.js"
 import type { AuditLog } from "../store/AuditLog.js"
 import { ServerStopping, startedEntry } from "./HandshakeOutcome.js"
 import type { ProviderEntry, ProviderLookup } from "./ProviderLookup.js"
-import type { RelationshipStore } from "./RelationshipStore.js"
+import type { Established, EstablishOptions, RelationshipKeyMismatch, RelationshipStore } from "./RelationshipStore.js"
 
 /** Where a handshake is, for `activeSessions()`. */
 export type SessionState = "queued" | "awaiting_auth" | "awaiting_challenge_response" | "completing"
@@ -177,28 +178,29 @@ export type Ending = Effect.Effect<HandshakeComplete | ConsentRevokedMessage, Re
 
 /**
  * The relationship of an answered challenge (4 of section 2), written together with the handshake's audit
- * entries (started, completed) in one transaction. A frame arriving meanwhile comes after the last expected
- * message: just before the commit it is seen, refused, and the transaction rolls back.
+ * entries (started, completed) in one transaction, and the `handshake.complete` it is answered with. A frame
+ * arriving meanwhile comes after the last expected message: just before the commit it is seen, refused, and the
+ * completion rolls back.
  */
-const complete = (
+const completion = (
   session: SessionInfo,
   connection: Connection,
   options: ProtocolOptions,
-  services: ProtocolServices,
   verified: VerifiedConsent,
   provider: ProviderEntry
-): Ending => {
+) => {
   const npi = verified.claims.provider_npi
   const provider_endpoint = Option.getOrElse(
     provider.provider_endpoint_url,
     () => `${options.publicUrl}/ws/provider/${npi}`
   )
-  return services.relationships.establish({
+  const request = {
     patient_agent_id: verified.claims.patient_agent_id,
     provider_npi: npi,
     patient_public_key: verified.publicKey.b64u,
     consented_actions: verified.claims.consented_actions
-  }, {
+  }
+  const writing: EstablishOptions<Refusal> = {
     audit: (established) => [
       startedEntry(session),
       {
@@ -215,20 +217,24 @@ const complete = (
       }
     ],
     beforeCommit: () => beyondLast(connection.poll())
-  }).pipe(
-    Effect.map((established): HandshakeComplete => ({
-      type: MessageType.complete,
-      relationship_id: established.relationship_id,
-      provider_npi: npi,
-      provider_endpoint,
-      status: established.status
-    })),
-    Effect.catchTag(
-      "RelationshipKeyMismatch",
-      (e) => Effect.fail(fromConsent(new ConsentError({ reason: e.reason, message: e.message })))
-    )
-  )
+  }
+  const message = (established: Established): HandshakeComplete => ({
+    type: MessageType.complete,
+    relationship_id: established.relationship_id,
+    provider_npi: npi,
+    provider_endpoint,
+    status: established.status
+  })
+  return { request, writing, message }
 }
+
+/** A completion that was not written, as the handshake's refusal (another key: `CONSENT_FAILED`). */
+const notCompleted = (cause: Cause.Cause<RelationshipKeyMismatch | Refusal>): Ending =>
+  Effect.catchTag(
+    Effect.failCause(cause),
+    "RelationshipKeyMismatch",
+    (e) => Effect.fail(fromConsent(new ConsentError({ reason: e.reason, message: e.message })))
+  )
 
 /** What a handshake is given by the server that runs it. */
 export interface HandshakeRun {
@@ -238,8 +244,10 @@ export interface HandshakeRun {
   readonly clock: Clock.Clock
   /** Runs `effect` in a fiber and calls `onExit` with its exit: a provider lookup that needs a read. */
   readonly await: <A>(effect: Effect.Effect<A>, onExit: (exit: Exit.Exit<A>) => void) => void
-  /** Runs what ends the handshake in a fiber, then sends and records its outcome. Called once. */
+  /** Runs what ends the handshake in a fiber, then sends and records its outcome. Called once, or `completed`. */
   readonly end: (ending: Ending) => void
+  /** Answers a completed handshake (its relationship written) and records it, in plain code. */
+  readonly completed: (message: HandshakeComplete) => void
 }
 
 const AUTH_TIMEOUT = "no handshake.auth within the auth timeout"
@@ -252,7 +260,7 @@ const RESPONSE_TIMEOUT = "no handshake.challenge_response before expires_at"
  * A defect (a throw) in a step ends the handshake as a `SERVER_ERROR`, never escapes into the socket's events.
  */
 export class Handshake {
-  private stage: "auth" | "lookup" | "response" | "ended" = "auth"
+  private stage: "auth" | "lookup" | "response" | "completing" | "ended" = "auth"
   private verified: VerifiedConsent | undefined = undefined
   private provider: ProviderEntry | undefined = undefined
   private nonce = ""
@@ -376,6 +384,17 @@ export class Handshake {
       clock.unsafeCurrentTimeMillis()
     )
     if (Either.isLeft(answered)) return this.refuse(fromConsent(answered.left))
-    this.end(complete(session, this.connection, options, services, this.verified!, this.provider!))
+    // Written with the next group commit; answered from its outcome, without a fiber when it completes.
+    this.stage = "completing"
+    const { message, request, writing } = completion(session, this.connection, options, this.verified!, this.provider!)
+    services.relationships.establishNow(request, writing, (outcome) => {
+      try {
+        if (Exit.isFailure(outcome)) return this.end(notCompleted(outcome.cause))
+        this.stage = "ended"
+        this.run.completed(message(outcome.value))
+      } catch (defect) {
+        this.end(Effect.die(defect))
+      }
+    })
   }
 }

@@ -285,18 +285,29 @@ export const make = (options: HandshakeServerOptions) =>
       const ended = Effect.flatMap(
         Effect.exit(ending),
         (exit) =>
-          Effect.map(HandshakeOutcome.finish(session, connection, exit, services), (outcome) => {
-            count(outcome)
-            const end = clock.unsafeCurrentTimeNanos()
-            if (Option.isSome(metrics)) metrics.value.handshake(outcome, Number(end - start) / 1e9)
-            if (span !== undefined) {
-              span.attribute("handshake.outcome", outcome)
-              span.attribute("handshake.provider_npi", session.provider_npi ?? "")
-              span.end(end, Exit.void)
-            }
-          })
+          Effect.map(
+            HandshakeOutcome.finish(session, connection, exit, services),
+            (outcome) => recorded(session, outcome, start, span)
+          )
       )
       return span === undefined ? ended : Effect.withParentSpan(ended, span)
+    }
+
+    /** Counts an ended handshake, records its time from its first event (`start`), ends its span. */
+    const recorded = (
+      session: HandshakeProtocol.SessionInfo,
+      outcome: string,
+      start: bigint,
+      span: Tracer.Span | undefined
+    ) => {
+      count(outcome)
+      const end = clock.unsafeCurrentTimeNanos()
+      if (Option.isSome(metrics)) metrics.value.handshake(outcome, Number(end - start) / 1e9)
+      if (span !== undefined) {
+        span.attribute("handshake.outcome", outcome)
+        span.attribute("handshake.provider_npi", session.provider_npi ?? "")
+        span.end(end, Exit.void)
+      }
     }
 
     /**
@@ -316,25 +327,37 @@ export const make = (options: HandshakeServerOptions) =>
         span === undefined ? effect : Effect.withParentSpan(effect, span)
       // Held until the outcome is written: shutdown waits for it (the socket may be gone before).
       tracked.holds++
+      // Started on the scheduler's next turn, not inside the socket's callback: a frame that came in the same
+      // read as the last expected message is queued by then, and refused (the check a revocation starts with).
+      const end = (end: HandshakeProtocol.Ending) => {
+        runFork(
+          Effect.ensuring(
+            ending(session, connection, end, start, span),
+            Effect.sync(() => {
+              // Its outcome closes the socket; should anything end it without doing so, the socket still goes.
+              connection.goingAway()
+              letGo(tracked)
+            })
+          ),
+          { immediate: false }
+        )
+      }
       new HandshakeProtocol.Handshake(session, connection, {
         options: settings,
         services,
         clock,
         await: (effect, onExit) => runFork(withSpan(effect)).addObserver(onExit),
-        // Started on the scheduler's next turn, not inside the socket's callback: a frame that came in the same
-        // read as the last expected message is queued by then, and refused (the check a revocation starts with).
-        end: (end) => {
-          runFork(
-            Effect.ensuring(
-              ending(session, connection, end, start, span),
-              Effect.sync(() => {
-                // Its outcome closes the socket; should anything end it without doing so, the socket still goes.
-                connection.goingAway()
-                letGo(tracked)
-              })
-            ),
-            { immediate: false }
-          )
+        end,
+        // A completion needs no fiber: its audit entries are written with its relationship.
+        completed: (message) => {
+          try {
+            HandshakeOutcome.sendComplete(connection, message)
+          } catch (defect) {
+            return end(Effect.die(defect))
+          }
+          recorded(session, "completed", start, span)
+          if (services.logCompleted) runFork(HandshakeOutcome.logCompletion(session, message))
+          letGo(tracked)
         }
       }).step()
     }

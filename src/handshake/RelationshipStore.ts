@@ -309,6 +309,20 @@ export const make = Effect.gen(function*() {
     // No span of its own: it runs once per handshake, inside the handshake's.
     completions.submit({ request, options }) as Effect.Effect<Established, RelationshipKeyMismatch | E>
 
+  /**
+   * `establish` without a fiber: the completion joins the next transaction the same way, and `onOutcome` is
+   * called with its outcome after the commit (the handshake answers from there). `onOutcome` must not throw.
+   */
+  const establishNow = <E = never>(
+    request: EstablishRequest,
+    options: EstablishOptions<E> | undefined,
+    onOutcome: (outcome: Exit.Exit<Established, RelationshipKeyMismatch | E>) => void
+  ): void =>
+    completions.offer(
+      { request, options },
+      onOutcome as (outcome: Exit.Exit<Established, unknown>) => void
+    )
+
   /** The relationships, optionally only one patient's or one provider's, oldest first. */
   const list = (filter?: { readonly patient_agent_id?: string; readonly provider_npi?: string }) =>
     findAll({ patient_agent_id: filter?.patient_agent_id ?? null, provider_npi: filter?.provider_npi ?? null }).pipe(
@@ -396,7 +410,7 @@ export const make = Effect.gen(function*() {
       Effect.withSpan("RelationshipStore.end", { attributes: { relationship_id, status: request.status } })
     )
 
-  return { establish, list, active, get, end } as const
+  return { establish, establishNow, list, active, get, end } as const
 })
 
 /** Consent relationships on the host's SqlClient (migrated with `NeuronMigrations`), with their AuditLog. */

@@ -50,6 +50,8 @@ export interface Upgraded extends ProtocolConnection {
   /** `write` as an Effect. */
   send(text: string): Effect.Effect<void>
   /** Starts the closing handshake with `code` (once; later calls do nothing). */
+  end(code: number, reason: string): void
+  /** `end` as an Effect. */
   close(code: number, reason: string): Effect.Effect<void>
   /** Closes the socket with 1001 (going away) if it is still open: for a connection whose handshake ended without closing it. */
   goingAway(): void
@@ -164,10 +166,12 @@ class Connection implements Upgraded {
     return Effect.sync(() => this.write(text))
   }
 
+  end(code: number, reason: string): void {
+    if (this.socket.readyState === WebSocket.OPEN) this.socket.close(code, reason)
+  }
+
   close(code: number, reason: string): Effect.Effect<void> {
-    return Effect.sync(() => {
-      if (this.socket.readyState === WebSocket.OPEN) this.socket.close(code, reason)
-    })
+    return Effect.sync(() => this.end(code, reason))
   }
 
   goingAway(): void {

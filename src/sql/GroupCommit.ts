@@ -12,6 +12,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 
 /** Submits writes to the group commit. */
@@ -21,6 +22,12 @@ export interface GroupCommit<in I, out A, out E> {
    * transaction has committed (or rolled back). Interrupted before its batch starts, the item is not written.
    */
   readonly submit: (item: I) => Effect.Effect<A, E>
+  /**
+   * `submit` without a fiber: `item` joins the next batch the same way, and `onOutcome` is called with its
+   * outcome once its transaction has committed (or rolled back), or with an interruption when the writer has
+   * stopped. Called from the writer: it must not throw.
+   */
+  readonly offer: (item: I, onOutcome: (outcome: Exit.Exit<A, E>) => void) => void
 }
 
 /** How the items are written. */
@@ -53,8 +60,8 @@ const nextTurn = Effect.async<void>((resume) => {
 
 interface Entry<I, A, E> {
   readonly item: I
-  /** Answers the caller (its `Effect.async` callback). */
-  readonly resume: (outcome: Effect.Effect<A, E>) => void
+  /** Answers the caller (its `Effect.async` callback, or the callback of `offer`). */
+  readonly resume: (outcome: Exit.Exit<A, E>) => void
   /** Its caller was interrupted while it waited: not written, unless its batch had already started. */
   abandoned: boolean
 }
@@ -77,7 +84,7 @@ export const make = <I, A, E, R>(
         closed = true
         const left = pending
         pending = []
-        for (const entry of left) entry.resume(Effect.interrupt)
+        for (const entry of left) entry.resume(Exit.interrupt(FiberId.none))
       })
     )
 
@@ -139,5 +146,10 @@ export const make = <I, A, E, R>(
           entry.abandoned = true
         })
       })
-    return { submit }
+    const offer = (item: I, onOutcome: (outcome: Exit.Exit<A, E>) => void): void => {
+      if (closed) return onOutcome(Exit.interrupt(FiberId.none))
+      pending.push({ item, resume: onOutcome, abandoned: false })
+      wake?.()
+    }
+    return { submit, offer }
   })

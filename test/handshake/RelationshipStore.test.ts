@@ -2,6 +2,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -85,6 +86,33 @@ describe("RelationshipStore", () => {
       })
       assert.strictEqual((yield* audit.list())[0]!.subject, ok.relationship_id)
     })))
+
+  it.live("establishNow (no fiber): the callback gets the outcome after the commit (new, then existing, key_mismatch), with the audit entries written; beforeCommit abandons it", () =>
+    Effect.scoped(withStore(Effect.gen(function*() {
+      const store = yield* RelationshipStore
+      const audit = yield* AuditLog
+      const establishNow = (r: typeof request, beforeCommit?: () => string | undefined) =>
+        Effect.async<Exit.Exit<unknown, unknown>>((resume) =>
+          store.establishNow(r, {
+            audit: (e) => [{ actor: "t", action: "x", subject: e.relationship_id }],
+            ...(beforeCommit === undefined ? {} : { beforeCommit })
+          }, (outcome) => resume(Effect.succeed(outcome)))
+        )
+      const first = yield* establishNow(request)
+      assert.isTrue(Exit.isSuccess(first))
+      const established = (first as Exit.Success<{ relationship_id: string; status: string }, never>).value
+      assert.strictEqual(established.status, "new")
+      assert.strictEqual((yield* audit.list())[0]!.subject, established.relationship_id)
+      const again = yield* establishNow(request)
+      assert.deepStrictEqual(again, Exit.succeed({ relationship_id: established.relationship_id, status: "existing" }))
+      const mismatch = yield* establishNow({ ...request, patient_public_key: "B".repeat(43) })
+      assert.isTrue(Exit.isFailure(mismatch))
+      assert.include(String(mismatch), "key_mismatch")
+      const abandoned = yield* establishNow({ ...request, patient_agent_id: "p9" }, () => "late frame")
+      assert.deepStrictEqual(abandoned, Exit.fail("late frame"))
+      assert.strictEqual((yield* store.list()).length, 1)
+      assert.strictEqual((yield* audit.list()).length, 2)
+    }))))
 
   // The client's one connection is held by another transaction while completions arrive: they queue up behind
   // it, and the writer takes them together once it is free.

@@ -115,4 +115,30 @@ describe("GroupCommit", () => {
       assert.isTrue(Exit.isInterrupted(yield* Effect.exit(writer.submit(10))))
       assert.deepStrictEqual(calls, [[0]])
     }))
+
+  it.live("group commit offer (no fiber): offered items join the same batches as submitted ones and each callback gets its own outcome, once; after the scope closed the callback gets an interruption", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const { calls, first, open, writer } = yield* Scope.extend(heldAtFirst(), scope)
+      const outcomes = new Map<number, Array<Exit.Exit<number, string>>>()
+      const offer = (item: number) =>
+        writer.offer(item, (outcome) => outcomes.set(item, [...(outcomes.get(item) ?? []), outcome]))
+      offer(1)
+      const submitted = yield* Effect.fork(writer.submit(2))
+      offer(-3)
+      yield* settle
+      yield* open
+      assert.strictEqual(yield* Fiber.join(first), 0)
+      assert.strictEqual(yield* Fiber.join(submitted), 20)
+      yield* settle
+      // One batch for all three (the forked submit joins after the offers, which queue at once; it failed on -3),
+      // then each alone: only the bad one fails.
+      assert.deepStrictEqual(calls, [[0], [1, -3, 2], [1], [-3], [2]])
+      assert.deepStrictEqual(outcomes.get(1), [Exit.succeed(10)])
+      assert.deepStrictEqual(outcomes.get(-3), [Exit.fail("bad -3")])
+      yield* Scope.close(scope, Exit.void)
+      offer(4)
+      assert.strictEqual(outcomes.get(4)!.length, 1)
+      assert.isTrue(Exit.isInterrupted(outcomes.get(4)![0]!))
+    }))
 })
