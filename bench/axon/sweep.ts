@@ -5,15 +5,19 @@
  */
 import { performance } from "node:perf_hooks"
 import { RegistryStore } from "../../src/registry/RegistryStore.js"
-import { seedPg } from "./pgSeed.js"
+import { runStatements, seedPg } from "./pgSeed.js"
 import { migratePg } from "./processes.js"
 import { services } from "./services.js"
 
 const fmt = (n: number, digits = 1) => n.toLocaleString("en-US", { maximumFractionDigits: digits })
 
-/** Seeds `neurons` into the database at `url` and times sweeps over them. */
-export const measureSweep = async (url: string, neurons: number) => {
+/**
+ * Seeds `neurons` into the database at `url` and times sweeps over them. `setup`: statements run after the
+ * migrations and before the seed (`pnpm bench axon-sweep` rebuilds an earlier index set with them).
+ */
+export const measureSweep = async (url: string, neurons: number, setup: ReadonlyArray<string> = []) => {
   await migratePg(url)
+  await runStatements(url, setup)
   const { due } = await seedPg(url, neurons, Date.now())
   const registry = await services(url)
   try {
@@ -34,7 +38,7 @@ export const measureSweep = async (url: string, neurons: number) => {
       }`,
       `steady sweeps (nothing due), 5 runs: median ${fmt(steady[2]!)} ms, max ${fmt(steady[4]!)} ms`
     ]
-    return { neurons, lines, worstMs: Math.max(first.ms, steady[4]!) }
+    return { neurons, lines, firstMs: first.ms, steadyMedianMs: steady[2]!, worstMs: Math.max(first.ms, steady[4]!) }
   } finally {
     await registry.close()
   }
