@@ -5,6 +5,7 @@ const benches: Record<string, string> = {
   axon: "./axon/main.ts",
   "axon-component": "./axon-component/main.ts",
   "axon-plans": "./axon/plans.ts",
+  "axon-sweep": "./axon/sweepSplit.ts",
   lifecycle: "./lifecycle/index.ts",
   jitter: "./jitter/index.ts",
   handshake: "./handshake/main.ts",

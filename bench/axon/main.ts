@@ -188,7 +188,7 @@ try {
       }
     }
     if (pg !== undefined && !flags["no-sweep"]) {
-      sweep = await measureSweep(await createDatabase(pg), Number(flags.neurons))
+      sweep = await measureSweep(await createDatabase(pg), Number(flags.neurons), [], await createDatabase(pg))
     }
   } finally {
     await pg?.destroy()

@@ -48,3 +48,15 @@ export const seedPg = async (url: string, neurons: number, nowMs: number): Promi
     await client.end()
   }
 }
+
+/** Runs `statements` in order on the database at `url`. */
+export const runStatements = async (url: string, statements: ReadonlyArray<string>): Promise<void> => {
+  if (statements.length === 0) return
+  const client = new Pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    for (const statement of statements) await client.query(statement)
+  } finally {
+    await client.end()
+  }
+}

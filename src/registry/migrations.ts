@@ -166,5 +166,20 @@ export const migrations = {
       `CREATE INDEX neurons_live_interval ON neurons (heartbeat_interval_s) WHERE status <> 'deregistered'`,
       `CREATE INDEX neurons_live_status_seq ON neurons (status, seq) WHERE status <> 'deregistered'`
     ]
+  }),
+  // Issue 14, the sweep that moves 1 200 of 100 000 neurons at once: changing `status` (an indexed column) is
+  // never a HOT update, so each transition adds an entry to every index of `neurons`, and the B-tree on the
+  // 64-character token hashes was the costliest of them (1 506 pages at 100 000 neurons, the largest index; its
+  // keys are random, so 1 200 transitions touch most of its leaves). A hash index keeps a 4-byte hash code per
+  // row instead of the key: 585 pages, and the same equality lookup for the heartbeat and the token check (the
+  // only uses of this index; neither sorts nor ranges over tokens). Measured in BENCHMARKS.md ("Issue 14, session
+  // 6"). SQLite has no hash indexes and keeps its B-tree (same name, same column). Dropping and building it locks
+  // `neurons` for the build (a fraction of a second per 100 000 neurons), once, in the migration's transaction.
+  "0005_token_hash_index": dialects({
+    sqlite: [],
+    pg: [
+      `DROP INDEX neurons_token`,
+      `CREATE INDEX neurons_token ON neurons USING hash (token_hash)`
+    ]
   })
 }
