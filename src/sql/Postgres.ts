@@ -60,7 +60,12 @@ export const layer = (options: PostgresOptions): Layer.Layer<PgClient.PgClient |
         query_timeout: timeoutMs + 1_000,
         connectionTimeoutMillis: Math.min(timeoutMs, 5_000),
         keepAlive: true,
-        idleTimeoutMillis: 30_000,
+        // Connections outlive a quiet spell longer than the sweep period (30 s by default), and two are always
+        // kept: a new connection is a new PostgreSQL backend, whose first scan of `neurons` costs about 100 ms
+        // more than the same scan on a backend that has run it (it maps the shared buffers page by page;
+        // BENCHMARKS.md, "Issue 14, session 6"). With the old 30 s a sweep could land on a fresh backend each time.
+        idleTimeoutMillis: 120_000,
+        min: 2,
         application_name: "axon-registry",
         types: {
           getTypeParser: ((oid: number, format?: "text" | "binary") =>
