@@ -33,21 +33,31 @@ class Rollback {
   readonly _tag = "Rollback"
 }
 
-/** The statements `effect` sends, recorded inside a transaction that is then rolled back. */
+// Where the statements sent now go: the transformer is installed for the operation's fiber and for every fiber
+// the services forked at start (the group commit's writer, which sends the registrations, is one of them), and
+// each operation points it at its list.
+let sink: Array<Recorded> | undefined
+const recording: Statement.Statement.Transformer = (statement) => {
+  const [text, params] = statement.compile()
+  if (sink !== undefined && !/^\s*(SAVEPOINT|RELEASE|ROLLBACK|BEGIN|COMMIT)/i.test(text)) sink.push([text, params])
+  return Effect.succeed(statement)
+}
+
+/**
+ * The statements `effect` sends, recorded inside a transaction that is then rolled back (a registration is
+ * written by the group commit's writer in a transaction of its own, and kept).
+ */
 const record = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const recorded: Array<Recorded> = []
+    sink = recorded
     yield* sql.withTransaction(
-      effect.pipe(
-        Statement.withTransformer((statement) => {
-          const [text, params] = statement.compile()
-          if (!/^\s*(SAVEPOINT|RELEASE|ROLLBACK)/i.test(text)) recorded.push([text, params])
-          return Effect.succeed(statement)
-        }),
-        Effect.zipRight(Effect.fail(new Rollback()))
-      )
-    ).pipe(Effect.catchAll(() => Effect.void))
+      Effect.zipRight(Statement.withTransformer(effect, recording), Effect.fail(new Rollback()))
+    ).pipe(
+      Effect.catchAll(() => Effect.void),
+      Effect.ensuring(Effect.sync(() => void (sink = undefined)))
+    )
     return recorded
   })
 
@@ -58,7 +68,7 @@ try {
   const url = await createDatabase(pg)
   await migratePg(url)
   const { due } = await seedPg(url, NEURONS, Date.now())
-  const registry = await services(url)
+  const registry = await services(url, recording)
   const store = registry.get(RegistryStore)
   const discovery = registry.get(Discovery)
   // A registration of our own, for a token the heartbeat can present.

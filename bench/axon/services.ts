@@ -3,6 +3,7 @@
  * plans drive, so they run exactly the statements the registry runs.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Statement from "@effect/sql/Statement"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -18,14 +19,21 @@ import * as Path from "node:path"
 import * as AxonRegistry from "../../src/registry/AxonRegistry.js"
 
 /** Builds the registry's services on `url`; `close` releases them. */
-export const services = async (url: string) => {
+export const services = async (
+  url: string,
+  /** A statement transformer for every fiber of the services, those they fork at start (a group commit's writer) too. */
+  transformer?: Statement.Statement.Transformer
+) => {
   const dataDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "axon-bench-services-"))
   const scope = Effect.runSync(Scope.make())
   const layer = AxonRegistry.layerServices({
     dataDir,
     databaseUrl: Option.some(Redacted.make(url)),
     enrollmentToken: Option.none()
-  }).pipe(Layer.provide(Logger.minimumLogLevel(LogLevel.Error)))
+  }).pipe(
+    Layer.provide(Logger.minimumLogLevel(LogLevel.Error)),
+    Layer.provide(transformer === undefined ? Layer.empty : Statement.setTransformer(transformer))
+  )
   const context = await Effect.runPromise(Layer.buildWithScope(layer, scope))
   return {
     /** Runs an effect that needs the registry's services. */
