@@ -5,10 +5,11 @@
  * `HandshakeFailure` whose code and close code come from one table; the transport (HandshakeServer) sends it
  * and closes.
  *
- * The two messages before the completion are answered as plain code on the socket's callbacks (`Handshake`):
- * decoding, the token's checks and the challenge are pure and synchronous (`Either`s), and a fiber per step
- * cost more CPU than the steps themselves (BENCHMARKS.md, issue 11). What has effects runs in one fiber at the
- * end (`Ending`): the completion's transaction with its audit entries, a revocation, or the refusal's record.
+ * The messages are answered as plain code on the socket's callbacks (`Handshake`): decoding, the token's checks
+ * and the challenge are pure and synchronous (`Either`s), and a fiber per step cost more CPU than the steps
+ * themselves (BENCHMARKS.md, issue 11). The completion joins the group commit (the relationship and its audit
+ * entries in one transaction) and `handshake.complete` is sent from its outcome; anything else that ends a
+ * handshake (a refusal and its audit entry, a revocation) runs in one fiber (`Ending`).
  */
 import type * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
@@ -255,9 +256,10 @@ const RESPONSE_TIMEOUT = "no handshake.challenge_response before expires_at"
 
 /**
  * One handshake, driven by its connection's events: `step` reads what has arrived and answers it, then waits
- * for the next event without a fiber. Steps 1 to 3 of section 2 are decided here, synchronously; the first
- * thing with effects (the completion, a revocation, a refusal) is handed to `run.end` and the handshake is over.
- * A defect (a throw) in a step ends the handshake as a `SERVER_ERROR`, never escapes into the socket's events.
+ * for the next event without a fiber. Steps 1 to 4 of section 2 are decided here, synchronously; the completion
+ * is written by the group commit and answered from its outcome (`run.completed`); a revocation or a refusal is
+ * handed to `run.end`, and the handshake is over. A defect (a throw) in a step ends the handshake as a
+ * `SERVER_ERROR`, never escapes into the socket's events.
  */
 export class Handshake {
   private stage: "auth" | "lookup" | "response" | "completing" | "ended" = "auth"

@@ -270,12 +270,12 @@ export const make = (options: HandshakeServerOptions) =>
     const metrics = yield* Effect.serviceOption(NeuronMetrics)
 
     /**
-     * Ends a handshake in a fiber of its own (uninterruptible: its outcome is always sent and recorded): runs
+     * What ends a handshake in a fiber (nothing interrupts it: its outcome is always sent and recorded): runs
      * `ending`, then sends its message or refusal, closes, counts it and records its time in the latency
      * histogram (from the first event, `start`). With a tracer installed, `span` is the handshake's (a root span:
      * the upgrade request has none), named by its outcome.
      */
-    const ending = (
+    const finishing = (
       session: HandshakeProtocol.SessionInfo,
       connection: WebSocketConnection.Upgraded,
       ending: HandshakeProtocol.Ending,
@@ -329,10 +329,10 @@ export const make = (options: HandshakeServerOptions) =>
       tracked.holds++
       // Started on the scheduler's next turn, not inside the socket's callback: a frame that came in the same
       // read as the last expected message is queued by then, and refused (the check a revocation starts with).
-      const end = (end: HandshakeProtocol.Ending) => {
+      const end = (ending: HandshakeProtocol.Ending) => {
         runFork(
           Effect.ensuring(
-            ending(session, connection, end, start, span),
+            finishing(session, connection, ending, start, span),
             Effect.sync(() => {
               // Its outcome closes the socket; should anything end it without doing so, the socket still goes.
               connection.goingAway()
@@ -355,9 +355,12 @@ export const make = (options: HandshakeServerOptions) =>
           } catch (defect) {
             return end(Effect.die(defect))
           }
-          recorded(session, "completed", start, span)
-          if (services.logCompleted) runFork(HandshakeOutcome.logCompletion(session, message))
-          letGo(tracked)
+          try {
+            recorded(session, "completed", start, span)
+            if (services.logCompleted) runFork(HandshakeOutcome.logCompletion(session, message))
+          } finally {
+            letGo(tracked)
+          }
         }
       }).step()
     }
