@@ -235,6 +235,28 @@ describe("ConsentVerifier.verifyToken", () => {
     })))
 })
 
+describe("ConsentVerifier at a given time (the handshake's plain calls)", () => {
+  it.effect("verifyTokenAt, issueChallengeAt, answerChallengeAt: the same rules at the time they are given, whatever the Clock says: a token valid now is expired an hour later; a challenge answered after its TTL is challenge_expired, within it accepted", () =>
+    run(Effect.gen(function*() {
+      const verifier = yield* ConsentVerifier.ConsentVerifier
+      const key = yield* makePatientKey
+      const input = authFor(key, yield* claimsFor({ iat: NOW / 1000, exp: NOW / 1000 + 3600 }))
+      const verified = verifier.verifyTokenAt(input, NOW)
+      assert.isTrue(Either.isRight(verified))
+      const later = verifier.verifyTokenAt(input, NOW + 3_600_000)
+      assert.isTrue(Either.isLeft(later) && later.left.reason === "expired")
+      const publicKey = Either.getOrThrow(verified).publicKey
+      const late = verifier.issueChallengeAt("conn-1", publicKey, NOW)
+      assert.strictEqual(DateTime.toEpochMillis(late.expiresAt), NOW + 10_000)
+      const refused = verifier.answerChallengeAt("conn-1", late.nonce, signNonce(key, late.nonce), NOW + 10_000)
+      assert.isTrue(Either.isLeft(refused) && refused.left.reason === "challenge_expired")
+      const fresh = verifier.issueChallengeAt("conn-2", publicKey, NOW)
+      assert.isTrue(
+        Either.isRight(verifier.answerChallengeAt("conn-2", fresh.nonce, signNonce(key, fresh.nonce), NOW + 9_999))
+      )
+    })))
+})
+
 describe("ConsentVerifier challenges", () => {
   const setup = Effect.gen(function*() {
     const verifier = yield* ConsentVerifier.ConsentVerifier
