@@ -12,7 +12,7 @@ import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import type { ConsentVerifier } from "../consent/ConsentVerifier.js"
 import { describeCause } from "../log/Causes.js"
-import { type ConsentRevokedMessage, RevocationMessageType } from "../protocol/ConsentRevocation.js"
+import type { ConsentRevokedMessage } from "../protocol/ConsentRevocation.js"
 import {
   closeCodeOf,
   encodeServerMessage,
@@ -27,11 +27,11 @@ import type { Upgraded } from "./WebSocketConnection.js"
 /** The HandshakeServer is shutting down: open handshakes close with 1001. */
 export class ServerStopping extends Data.TaggedError("ServerStopping") {}
 
-/** How a handshake ended (`consent.revoked`: the socket carried a patient's revocation instead). */
-export type Outcome = Exit.Exit<
-  HandshakeComplete | ConsentRevokedMessage,
-  HandshakeFailure | ConnectionEnded | ServerStopping
->
+/**
+ * How a handshake that did not complete ended: refused, or a patient's revocation (`consent.revoked`). A
+ * completion ends without it: `sendComplete` from the group commit's outcome.
+ */
+export type Outcome = Exit.Exit<ConsentRevokedMessage, HandshakeFailure | ConnectionEnded | ServerStopping>
 
 /**
  * The `handshake.started` entry of an upgraded connection, dated at its upgrade. It is written with the
@@ -79,7 +79,10 @@ export const sendComplete = (connection: Upgraded, message: HandshakeComplete): 
   connection.end(1000, "handshake complete")
 }
 
-/** The DEBUG line of a completed handshake (only built when debug logging is on: see `finish`). */
+/**
+ * The DEBUG line of a completed handshake. Only built when debug logging is on: one line per handshake is too
+ * much for a busy clinic's log, and building it costs CPU on the hot path; `/metrics` counts them instead.
+ */
 export const logCompletion = (session: SessionInfo, message: HandshakeComplete): Effect.Effect<void> =>
   Effect.logDebug("handshake completed").pipe(
     Effect.annotateLogs({
@@ -91,12 +94,9 @@ export const logCompletion = (session: SessionInfo, message: HandshakeComplete):
   )
 
 /**
- * Sends the outcome, starts the close with its code, and records a failure (a completion was recorded with
- * the relationship, in its transaction). Meant to run uninterruptibly. Returns the outcome's label for the
- * `neuron_handshakes_total{outcome}` counter: `completed`, `revoked` (a `consent.revoke` first message), or the
- * failure's code (`AUTH_TIMEOUT`, ...).
- * A completion is logged only when `logCompleted` (debug logging on): one line per handshake is too much for a
- * busy clinic's log, and building it costs CPU on the hot path; `/metrics` counts them instead.
+ * Sends the outcome of a handshake that did not complete, starts the close with its code, and records a failure.
+ * Meant to run uninterruptibly. Returns the outcome's label for the `neuron_handshakes_total{outcome}` counter:
+ * `revoked` (a `consent.revoke` first message), or the failure's code (`AUTH_TIMEOUT`, ...).
  */
 export const finish = (
   session: SessionInfo,
@@ -105,23 +105,16 @@ export const finish = (
   services: {
     readonly verifier: ConsentVerifier["Type"]
     readonly audit: AuditLog
-    readonly logCompleted: boolean
   }
 ): Effect.Effect<string> =>
   Effect.gen(function*() {
     const { audit, verifier } = services
     yield* verifier.forget(session.connection_id)
     if (Exit.isSuccess(exit)) {
-      const message = exit.value
       // A revocation is recorded by its relationship's audit entry, written with the revocation.
-      if (message.type === RevocationMessageType.revoked) {
-        yield* connection.send(encodeServerMessage(message))
-        yield* connection.close(1000, "consent revoked")
-        return "revoked"
-      }
-      sendComplete(connection, message)
-      if (services.logCompleted) yield* logCompletion(session, message)
-      return "completed"
+      yield* connection.send(encodeServerMessage(exit.value))
+      yield* connection.close(1000, "consent revoked")
+      return "revoked"
     }
     const cause = exit.cause
     if (Cause.isInterruptedOnly(cause)) {

@@ -174,8 +174,8 @@ const revokeOnSocket = (
     )
   })
 
-/** What ends a handshake, run in a fiber: its last message, or the refusal. */
-export type Ending = Effect.Effect<HandshakeComplete | ConsentRevokedMessage, Refusal>
+/** What ends a handshake that does not complete, run in a fiber: a revocation's answer, or the refusal. */
+export type Ending = Effect.Effect<ConsentRevokedMessage, Refusal>
 
 /**
  * The relationship of an answered challenge (4 of section 2), written together with the handshake's audit
