@@ -312,8 +312,9 @@ export const make = (options: HandshakeServerOptions) =>
 
     /**
      * Serves an upgraded connection from its first event: the handshake's steps run on the socket's callbacks
-     * (HandshakeProtocol.Handshake), and one fiber ends it. Without a tracer no span is made: `withSpan` would
-     * still build one and capture a stack trace for it, about 30 µs per handshake (BENCHMARKS.md, issue 11).
+     * (HandshakeProtocol.Handshake); a completion is answered from the group commit's outcome (`completed`), and
+     * one fiber ends a handshake that does not complete (`end`). Without a tracer no span is made (making one
+     * captures a stack trace, about 30 µs per handshake: BENCHMARKS.md, issue 11).
      */
     const serve = (tracked: Tracked, connection: WebSocketConnection.Upgraded) => {
       const session = tracked.session
