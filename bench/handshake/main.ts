@@ -3,7 +3,7 @@
  * process over loopback, against the Neuron as `pnpm start` runs it (product.ts: the built dist/main.js with its
  * embedded registry, its log output in a file) and, alternately in the same run, a bare `ws` + better-sqlite3
  * baseline (a child process), so the figure is a ratio. Prints handshakes/s, the ratio, server CPU per handshake
- * (all of the process's threads) and by phase, p50/p99 at concurrency 64 and paced at 200/s with the Neuron's
+ * (all of the process's threads) and by where a connection stops (upgraded, challenged, complete), p50/p99 at concurrency 64 and paced at 200/s with the Neuron's
  * event-loop delay and GC pauses, and peak RSS. SQLite files live on /dev/shm when there is one (TRAPS.md).
  *
  * `pnpm bench handshake --hold`: 10 000 WebSocket connections left in the auth step, and the server's memory.
