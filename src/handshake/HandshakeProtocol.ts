@@ -324,7 +324,6 @@ export class Handshake {
     this.run.await(services.providers.find(npi), (exit) => {
       try {
         if (Exit.isFailure(exit)) return this.end(Effect.failCause(exit.cause))
-        this.stage = "auth"
         this.challenge(exit.value)
       } catch (defect) {
         return this.end(Effect.die(defect))
