@@ -54,7 +54,9 @@ export const startProduct = async (
   dataDir: string,
   env: Record<string, string> = {},
   /** Another checkout of the project, already built (`BENCH_COMPARE`): its dist/main.js is run instead. */
-  checkout?: string
+  checkout?: string,
+  /** Node flags added before the script (an experiment's, e.g. `--max-semi-space-size=32`). */
+  nodeFlags: ReadonlyArray<string> = []
 ): Promise<Product> => {
   if (checkout === undefined) await build()
   const port = await freePort()
@@ -65,7 +67,7 @@ export const startProduct = async (
   const root = checkout ?? Path.resolve(here, "../..")
   const child = spawn(
     process.execPath,
-    ["--enable-source-maps", "--expose-gc", "--import", Path.join(here, "probe.mjs"), "dist/main.js"],
+    [...nodeFlags, "--enable-source-maps", "--expose-gc", "--import", Path.join(here, "probe.mjs"), "dist/main.js"],
     {
       cwd: root,
       env: {

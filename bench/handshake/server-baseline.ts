@@ -8,21 +8,10 @@
  */
 import { ed25519, ED25519_TORSION_SUBGROUP } from "@noble/curves/ed25519.js"
 import { createPublicKey, type KeyObject, randomBytes, randomUUID, verify } from "node:crypto"
-import * as Fs from "node:fs"
 import * as Http from "node:http"
-import { Session } from "node:inspector/promises"
-import { createRequire } from "node:module"
-import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
 import { type WebSocket, WebSocketServer } from "ws"
-import { memory, ORG, PATH, PROVIDER } from "./common.js"
-
-// better-sqlite3 is a dependency of @effect/sql-sqlite-node only: resolve it from there.
-const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../..")
-const requireSqlite = createRequire(
-  Path.join(Fs.realpathSync(Path.join(root, "node_modules", "@effect/sql-sqlite-node")), "package.json")
-)
-const Database = requireSqlite("better-sqlite3")
+import { Database, serve } from "./child.js"
+import { ORG, PATH, PROVIDER } from "./common.js"
 
 const AUTH_TIMEOUT_MS = Number(process.argv[3] ?? 10_000)
 const db = new Database(process.argv[2]!)
@@ -163,36 +152,4 @@ server.on("upgrade", (req, socket, head) => {
   }
   wss.handleUpgrade(req, socket, head, onConnection)
 })
-server.listen(0, "127.0.0.1", () => {
-  const address = server.address() as { port: number }
-  process.send!({ ready: true, port: address.port })
-})
-
-const gc = (globalThis as { gc?: () => void }).gc
-let session: Session | undefined
-process.on("message", async (message: any) => {
-  // A CPU profile of this process between "start" and "stop" (BENCH_PROFILE), written to `message.file`.
-  if (message.cmd === "profile-start") {
-    session = new Session()
-    session.connect()
-    await session.post("Profiler.enable")
-    await session.post("Profiler.start")
-    process.send!({ ok: true })
-  }
-  if (message.cmd === "profile-stop" && session !== undefined) {
-    const { profile } = await session.post("Profiler.stop")
-    Fs.writeFileSync(message.file, JSON.stringify(profile))
-    session.disconnect()
-    process.send!({ ok: true })
-  }
-  if (message.cmd === "cpu") process.send!(process.cpuUsage())
-  if (message.cmd === "memory") {
-    if (message.gc === true) gc?.()
-    process.send!(memory())
-  }
-  if (message.cmd === "stop") {
-    server.close()
-    db.close()
-    process.exit(0)
-  }
-})
+serve(server, () => db.close())

@@ -34,11 +34,18 @@ export const throughput = async () => {
   console.log(`the Neuron as \`pnpm start\` runs it (dist/main.js, embedded registry), log output in ${neuron.log}`)
   const other = COMPARE === undefined
     ? undefined
-    : await startProduct(Path.join(dataDir, "compare"), {}, COMPARE)
+    : await startProduct(
+      Path.join(dataDir, "compare"),
+      {},
+      COMPARE,
+      (process.env.BENCH_COMPARE_FLAGS ?? "").split(" ").filter((f) => f !== "")
+    )
   if (other !== undefined) console.log(`compared with the product of ${COMPARE}, log in ${other.log}`)
   const otherUrl = other === undefined ? "" : `ws://127.0.0.1:${other.port}${PATH}`
   const otherCpu = () => probe<Cpu>(other!.child, { cmd: "cpu" })
   const baseline = await start("server-baseline.ts", [Path.join(dataDir, "baseline.db"), "10000"])
+  // careagent/neuron's work per handshake, as read from its source (server-reference.ts).
+  const reference = await start("server-reference.ts", [Path.join(dataDir, "reference.db"), "10000"])
   let t = Date.now()
   const load = (await start("load.ts", [String(PATIENTS)])).child
   console.log(
@@ -50,6 +57,8 @@ export const throughput = async () => {
   const baselineUrl = `ws://127.0.0.1:${baseline.port}${PATH}`
   const neuronCpu = () => probe<Cpu>(neuron.child, { cmd: "cpu" })
   const baselineCpu = () => ask<Cpu>(baseline.child, { cmd: "cpu" })
+  const referenceUrl = `ws://127.0.0.1:${reference.port}${PATH}`
+  const referenceCpu = () => ask<Cpu>(reference.child, { cmd: "cpu" })
   if (PROFILE !== undefined) Fs.mkdirSync(PROFILE, { recursive: true })
 
   const round = async (url: string, cpu: () => Promise<Cpu>, count: number, stopAt = "complete") => {
@@ -69,11 +78,12 @@ export const throughput = async () => {
   t = Date.now()
   await round(baselineUrl, baselineCpu, WARMUP)
   await round(neuronUrl, neuronCpu, WARMUP)
+  await round(referenceUrl, referenceCpu, WARMUP)
   if (other !== undefined) await round(otherUrl, otherCpu, WARMUP)
   console.log(`warm-up: ${fmt(WARMUP)} handshakes each in ${fmt((Date.now() - t) / 1000, 1)} s`)
 
   const perRound = Math.ceil(HANDSHAKES / ROUNDS)
-  const rounds: Array<{ neuron: Round; baseline: Round }> = []
+  const rounds: Array<{ neuron: Round; baseline: Round; reference: Round }> = []
   const compared: Array<{ ratio: number; cpuUs: number }> = []
   for (let i = 1; i <= ROUNDS; i++) {
     const last = i === ROUNDS && PROFILE !== undefined
@@ -83,9 +93,11 @@ export const throughput = async () => {
     if (last) await probe(neuron.child, { cmd: "profile-start" })
     const n = await round(neuronUrl, neuronCpu, perRound)
     if (last) await probe(neuron.child, { cmd: "profile-stop", file: Path.join(PROFILE, "neuron.cpuprofile") })
-    rounds.push({ neuron: n, baseline: b })
-    console.log(`round ${i}: ${report("baseline", b)}`)
-    console.log(`round ${i}: ${report("neuron  ", n)}; ratio ${fmt(n.perSecond / b.perSecond, 2)}`)
+    const r = await round(referenceUrl, referenceCpu, perRound)
+    rounds.push({ neuron: n, baseline: b, reference: r })
+    console.log(`round ${i}: ${report("baseline ", b)}`)
+    console.log(`round ${i}: ${report("neuron   ", n)}; ratio ${fmt(n.perSecond / b.perSecond, 2)}`)
+    console.log(`round ${i}: ${report("reference", r)}; ratio ${fmt(r.perSecond / b.perSecond, 2)}`)
     if (other !== undefined) {
       const o = await round(otherUrl, otherCpu, perRound)
       compared.push({ ratio: o.perSecond / b.perSecond, cpuUs: o.cpuUs })
@@ -93,7 +105,7 @@ export const throughput = async () => {
     }
   }
 
-  const total = (pick: (r: { neuron: Round; baseline: Round }) => Round) => {
+  const total = (pick: (r: (typeof rounds)[number]) => Round) => {
     const rs = rounds.map(pick)
     const ok = rs.reduce((s, r) => s + r.ok, 0)
     const seconds = rs.reduce((s, r) => s + r.seconds, 0)
@@ -126,6 +138,8 @@ export const throughput = async () => {
   const n = total((r) => r.neuron)
   const b = total((r) => r.baseline)
   const ratio = median(rounds.map((r) => r.neuron.perSecond / r.baseline.perSecond))
+  const ref = total((r) => r.reference)
+  const refRatio = median(rounds.map((r) => r.reference.perSecond / r.baseline.perSecond))
 
   // CPU by where a connection stops: the same closed loop stopped by the client (close 1000) once upgraded, and
   // once challenged, against a whole handshake. Shown as measured, not as differences: the Neuron records a
@@ -159,6 +173,8 @@ export const throughput = async () => {
   const neuronPacedCpuUs = cpuOf(pacedCpu, await neuronCpu())
   await paced(baselineUrl, PACED_WARMUP_SECONDS)
   const basePaced = await ask<RoundResult>(load, { cmd: "paced", url: baselineUrl, rate, count: pacedCount })
+  await paced(referenceUrl, PACED_WARMUP_SECONDS)
+  const refPaced = await ask<RoundResult>(load, { cmd: "paced", url: referenceUrl, rate, count: pacedCount })
 
   let otherPaced: RoundResult | undefined
   if (other !== undefined) {
@@ -169,8 +185,10 @@ export const throughput = async () => {
 
   const neuronRss = (await probe<Memory>(neuron.child, { cmd: "memory" })).maxRss
   const baseRss = (await ask<Memory>(baseline.child, { cmd: "memory" })).maxRss
+  const refRss = (await ask<Memory>(reference.child, { cmd: "memory" })).maxRss
   await stopProduct(neuron)
   await stop(baseline.child)
+  await stop(reference.child)
   await stop(load)
 
   console.log("")
@@ -180,37 +198,52 @@ export const throughput = async () => {
     } handshakes per server, concurrency ${CONCURRENCY}, ${fmt(PATIENTS)} patients, data on ${base}; ` +
       "the Neuron as `pnpm start` runs it)"
   )
-  line(["measure", "neuron (`pnpm start`)", "baseline (ws + better-sqlite3)"])
-  line(["---", "---", "---"])
-  line(["handshakes/s (all rounds)", fmt(n.perSecond), fmt(b.perSecond)])
-  line(["ratio neuron / baseline (median of rounds)", `${fmt(ratio, 2)} (target ≥ 0.8)`, ""])
-  line(["handshakes ok / errors", `${fmt(n.ok)} / ${n.errors}`, `${fmt(b.ok)} / ${b.errors}`])
+  line(["measure", "neuron (`pnpm start`)", "baseline (ws + better-sqlite3)", "reference (careagent/neuron's work)"])
+  line(["---", "---", "---", "---"])
+  line(["handshakes/s (all rounds)", fmt(n.perSecond), fmt(b.perSecond), fmt(ref.perSecond)])
+  line([
+    "ratio to the baseline (median of rounds)",
+    `${fmt(ratio, 2)} (target ≥ 0.8)`,
+    "1",
+    `${fmt(refRatio, 2)} (skips the challenge of an existing relationship)`
+  ])
+  line([
+    "handshakes ok / errors",
+    `${fmt(n.ok)} / ${n.errors}`,
+    `${fmt(b.ok)} / ${b.errors}`,
+    `${fmt(ref.ok)} / ${ref.errors}`
+  ])
   line([
     "relationships new / existing",
     `${fmt(n.created)} / ${fmt(n.existing)}`,
-    `${fmt(b.created)} / ${fmt(b.existing)}`
+    `${fmt(b.created)} / ${fmt(b.existing)}`,
+    `${fmt(ref.created)} / ${fmt(ref.existing)}`
   ])
   line([
     `p50 / p99 at concurrency ${CONCURRENCY}, saturated (ms; ≈ ${CONCURRENCY} / throughput)`,
     `${fmt(n.p50, 1)} / ${fmt(n.p99, 1)}`,
-    `${fmt(b.p50, 1)} / ${fmt(b.p99, 1)}`
+    `${fmt(b.p50, 1)} / ${fmt(b.p99, 1)}`,
+    `${fmt(ref.p50, 1)} / ${fmt(ref.p99, 1)}`
   ])
   line([
     `p50 / p99 paced at ${fmt(rate)}/s (ms)`,
     `${fmt(neuronPaced.p50, 1)} / ${fmt(neuronPaced.p99, 1)} (target p99 < 50; ${neuronPaced.errors} errors)`,
-    `${fmt(basePaced.p50, 1)} / ${fmt(basePaced.p99, 1)} (${basePaced.errors} errors)`
+    `${fmt(basePaced.p50, 1)} / ${fmt(basePaced.p99, 1)} (${basePaced.errors} errors)`,
+    `${fmt(refPaced.p50, 1)} / ${fmt(refPaced.p99, 1)} (${refPaced.errors} errors)`
   ])
   line([
     "neuron while paced: event-loop delay p99 / max, longest GC pause, GC total (ms, pauses)",
     `${fmt(watched.loopP99, 1)} / ${fmt(watched.loopMax, 1)}, ${fmt(watched.longestGc, 1)}, ${
       fmt(watched.gcTotal, 0)
     } (${watched.gcCount})`,
+    "",
     ""
   ])
-  line(["server CPU per handshake (µs), saturated", fmt(n.cpuUs), fmt(b.cpuUs)])
+  line(["server CPU per handshake (µs), saturated", fmt(n.cpuUs), fmt(b.cpuUs), fmt(ref.cpuUs)])
   line([
     "server CPU per handshake (µs), paced",
     fmt(neuronPacedCpuUs / Math.max(1, neuronPaced.ok + neuronPaced.errors)) + " (the idle process included)",
+    "",
     ""
   ])
   const [open, challenge] = phases
@@ -218,10 +251,16 @@ export const throughput = async () => {
     "server CPU per connection by where it stops (µs): closed once upgraded / closed once challenged / complete" +
     " (the Neuron writes a handshake.failed entry for the first two)",
     `${fmt(open!.neuron)} / ${fmt(challenge!.neuron)} / ${fmt(n.cpuUs)}`,
-    `${fmt(open!.baseline)} / ${fmt(challenge!.baseline)} / ${fmt(b.cpuUs)}`
+    `${fmt(open!.baseline)} / ${fmt(challenge!.baseline)} / ${fmt(b.cpuUs)}`,
+    ""
   ])
-  line(["load process CPU per handshake (µs, median round)", fmt(n.loadCpuUs), fmt(b.loadCpuUs)])
-  line(["peak RSS", mib(neuronRss), mib(baseRss)])
+  line([
+    "load process CPU per handshake (µs, median round)",
+    fmt(n.loadCpuUs),
+    fmt(b.loadCpuUs),
+    fmt(ref.loadCpuUs)
+  ])
+  line(["peak RSS", mib(neuronRss), mib(baseRss), mib(refRss)])
 
   if (other !== undefined) {
     console.log(
@@ -245,11 +284,11 @@ export const throughput = async () => {
     line(["total", fmt(nb.reduce((s, [, us]) => s + us, 0)), fmt([...bb.values()].reduce((s, us) => s + us, 0))])
   }
   console.log(
-    `\ntargets: ratio ≥ 0.8 ${ratio >= 0.8 ? "met" : "NOT met"} (${
-      fmt(ratio, 2)
-    }); server CPU per handshake ≤ 1,040 µs ${n.cpuUs <= 1040 ? "met" : "NOT met"} (${
-      fmt(n.cpuUs)
-    } µs); p99 < 50 ms paced at ${fmt(rate)}/s ${neuronPaced.p99 < 50 ? "met" : "NOT met"} (${
+    `\ntargets: ratio ≥ 0.8 ${ratio >= 0.8 ? "met" : "NOT met"} (${fmt(ratio, 2)}; the reference ${
+      fmt(refRatio, 2)
+    }, the Neuron ${ratio > refRatio ? "ahead" : "behind"}); server CPU per handshake ≤ 1,040 µs ${
+      n.cpuUs <= 1040 ? "met" : "NOT met"
+    } (${fmt(n.cpuUs)} µs); p99 < 50 ms paced at ${fmt(rate)}/s ${neuronPaced.p99 < 50 ? "met" : "NOT met"} (${
       fmt(neuronPaced.p99, 1)
     } ms)`
   )
