@@ -121,8 +121,12 @@ export const build = async (options = {}) => {
     target: "node20",
     packages: "external",
     sourcemap: true,
-    // Class and function names as in src/ (esbuild renames clashing top-level names otherwise).
-    keepNames: true,
+    // No `keepNames`: it wraps every function and class of src/ in `__name(fn, "name")` (Object.defineProperty of
+    // `name`), run each time a closure is made. On the handshake's path that measured 4-7 % more server CPU per
+    // handshake (BENCHMARKS.md, issue 11). Without it only a top-level name that clashes across modules keeps
+    // esbuild's suffix (`decode7`) as its `.name`; nothing reads those (Schema classes and services carry their
+    // identifiers as strings), and stack traces are mapped to src/ by the source maps.
+    keepNames: false,
     banner: { js: STAMP + digest },
     logLevel: "warning"
   })
