@@ -10,7 +10,6 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as SqlSchema from "@effect/sql/SqlSchema"
-import * as Clock from "effect/Clock"
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -214,30 +213,38 @@ export const make = Effect.gen(function*() {
 
   // One completion on the transaction's connection: the relationship established, or the mismatch it met (a
   // value, so that a batch can go on with its other completions: nothing was written for it).
-  const establishOn = (connection: Connection, request: EstablishRequest, now: string) =>
-    Effect.gen(function*() {
-      const actions = JSON.stringify(request.consented_actions)
-      // Two rounds at most: the second only if the conflicting row was revoked before it could be read.
-      for (let round = 0; round < 2; round++) {
-        const relationship_id = randomUUID()
-        const [row] = yield* upsert(connection, { relationship_id, request, actions, now })
-        if (row !== undefined) {
-          const established: Established = {
-            relationship_id: row.relationship_id,
-            status: row.relationship_id === relationship_id ? "new" : "existing"
-          }
-          return established
-        }
-        // An active relationship with another key (or one revoked meanwhile: try again).
-        const existing = yield* findActiveKey(connection, request)
-        if (Option.isNone(existing)) continue
-        return new RelationshipKeyMismatch({
-          reason: "key_mismatch",
-          message: "patient_public_key differs from the key of the existing relationship with this provider"
+  // Plain `flatMap`s rather than a generator: it runs once per completion, inside the group commit's transaction.
+  const establishOn = (
+    connection: Connection,
+    request: EstablishRequest,
+    now: string,
+    actions = JSON.stringify(request.consented_actions),
+    round = 0
+  ): Effect.Effect<Established | RelationshipKeyMismatch, SqlError> => {
+    // Two rounds at most: the second only if the conflicting row was revoked before it could be read.
+    if (round === 2) {
+      return Effect.dieMessage("relationships: the active relationship vanished twice while establishing")
+    }
+    const relationship_id = randomUUID()
+    return Effect.flatMap(upsert(connection, { relationship_id, request, actions, now }), ([row]) => {
+      if (row !== undefined) {
+        return Effect.succeed<Established>({
+          relationship_id: row.relationship_id,
+          status: row.relationship_id === relationship_id ? "new" : "existing"
         })
       }
-      return yield* Effect.dieMessage("relationships: the active relationship vanished twice while establishing")
+      // An active relationship with another key (or one revoked meanwhile: try again).
+      return Effect.flatMap(findActiveKey(connection, request), (existing) =>
+        Option.isNone(existing)
+          ? establishOn(connection, request, now, actions, round + 1)
+          : Effect.succeed(
+            new RelationshipKeyMismatch({
+              reason: "key_mismatch",
+              message: "patient_public_key differs from the key of the existing relationship with this provider"
+            })
+          ))
     })
+  }
 
   interface Pending {
     readonly request: EstablishRequest
@@ -253,36 +260,51 @@ export const make = Effect.gen(function*() {
   const counted = (size: number) => Option.isSome(metrics) ? metrics.value.groupCommit("handshake", size) : undefined
   const single = (pending: Pending) =>
     transaction((connection) =>
-      Effect.gen(function*() {
-        const now = new Date(yield* Clock.currentTimeMillis).toISOString()
-        const established = yield* establishOn(connection, pending.request, now)
-        if (established instanceof RelationshipKeyMismatch) return yield* established
-        const entries = yield* finish(pending, established)
-        yield* audit.appendAll(entries, connection)
-        counted(1)
-        return established
-      })
+      Effect.clockWith((clock) =>
+        Effect.flatMap(
+          establishOn(connection, pending.request, new Date(clock.unsafeCurrentTimeMillis()).toISOString()),
+          (established): Effect.Effect<Established, unknown> => {
+            if (established instanceof RelationshipKeyMismatch) return Effect.fail(established)
+            const entries = finish(pending, established)
+            if (Exit.isFailure(entries)) return Effect.failCause(entries.cause)
+            return Effect.map(audit.appendAll(entries.value, connection), () => {
+              counted(1)
+              return established
+            })
+          }
+        )
+      )
     ).pipe(timeTransaction(metrics, "handshake"))
   // All or nothing: a completion abandoned before the commit fails the batch, and each is then written alone
   // (`single`), where it fails by itself. A key mismatch writes nothing: it is that completion's outcome.
+  // Plain `flatMap`s, one completion after another, rather than a generator: this runs for every batch.
   const batch = (pendings: ReadonlyArray<Pending>) =>
     transaction((connection) =>
-      Effect.gen(function*() {
-        const now = new Date(yield* Clock.currentTimeMillis).toISOString()
+      Effect.clockWith((clock) => {
+        const now = new Date(clock.unsafeCurrentTimeMillis()).toISOString()
         const outcomes: Array<Exit.Exit<Established, unknown>> = []
         const entries: Array<AuditInput> = []
-        for (const pending of pendings) {
-          const established = yield* establishOn(connection, pending.request, now)
-          if (established instanceof RelationshipKeyMismatch) {
-            outcomes.push(Exit.fail(established))
-            continue
+        const from = (i: number): Effect.Effect<ReadonlyArray<Exit.Exit<Established, unknown>>, unknown> => {
+          if (i === pendings.length) {
+            return Effect.map(audit.appendAll(entries, connection), () => {
+              counted(pendings.length)
+              return outcomes
+            })
           }
-          entries.push(...(yield* finish(pending, established)))
-          outcomes.push(Exit.succeed(established))
+          const pending = pendings[i]!
+          return Effect.flatMap(establishOn(connection, pending.request, now), (established) => {
+            if (established instanceof RelationshipKeyMismatch) {
+              outcomes.push(Exit.fail(established))
+              return from(i + 1)
+            }
+            const own = finish(pending, established)
+            if (Exit.isFailure(own)) return Effect.failCause(own.cause)
+            entries.push(...own.value)
+            outcomes.push(Exit.succeed(established))
+            return from(i + 1)
+          })
         }
-        yield* audit.appendAll(entries, connection)
-        counted(pendings.length)
-        return outcomes
+        return from(0)
       })
     ).pipe(timeTransaction(metrics, "handshake"))
   // The handshake's completions, group-committed: under load one transaction (one BEGIN / COMMIT, one audit

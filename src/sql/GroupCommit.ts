@@ -121,10 +121,10 @@ export const make = <I, A, E, R>(
           : Effect.void)
 
     // One writer gathers at a time (`wake` is one slot); the others are writing, or wait their turn to gather.
-    const gathering = yield* Effect.makeSemaphore(1)
-    const writer = gathering.withPermits(1)(first.pipe(
-      Effect.zipRight(Effect.suspend(() => more(1, pending.length)))
-    )).pipe(
+    // A single writer (SQLite) needs no permit: it is the only one that ever gathers.
+    const writers = options.writers ?? 1
+    const gather = first.pipe(Effect.zipRight(Effect.suspend(() => more(1, pending.length))))
+    const writer = (writers === 1 ? gather : (yield* Effect.makeSemaphore(1)).withPermits(1)(gather)).pipe(
       Effect.flatMap(() => {
         // Taken and written in one step: nothing is taken that is not then written. (Another writer that gathered
         // meanwhile may have taken them: this one then finds fewer, or none.)
@@ -134,7 +134,7 @@ export const make = <I, A, E, R>(
       }),
       Effect.forever
     )
-    for (let i = 0; i < (options.writers ?? 1); i++) yield* Effect.forkScoped(writer)
+    for (let i = 0; i < writers; i++) yield* Effect.forkScoped(writer)
 
     const submit = (item: I): Effect.Effect<A, E> =>
       Effect.async<A, E>((resume) => {

@@ -5,8 +5,8 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as SqlSchema from "@effect/sql/SqlSchema"
-import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -135,20 +135,32 @@ export const make = Effect.gen(function*() {
   }
 
   // Runs holding the connection (in a transaction), so the head cannot move between the read and the insert.
-  const write = (pending: ReadonlyArray<Pending>, connection?: Connection) =>
-    Effect.gen(function*() {
-      for (let attempt = 0; attempt < 2; attempt++) {
-        const head = cachedHead ?? (yield* readHead(connection))
-        const rows = link(head, pending)
-        if (yield* insertLinked(connection, head, rows)) {
-          const last = rows[rows.length - 1]!
-          cachedHead = { seq: last.seq, hash: last.hash }
-          return
-        }
-        cachedHead = undefined
+  // Linked to the cached head first; when that is stale (the insert found another head), the head is read and
+  // the entries linked again once. Written as plain `flatMap`s: it runs with every handshake's completion.
+  const write = (
+    pending: ReadonlyArray<Pending>,
+    connection?: Connection,
+    attempt = 0
+  ): Effect.Effect<void, SqlError> => {
+    if (attempt === 2) return Effect.dieMessage("audit_log: the chain head moved while appending")
+    if (cachedHead === undefined) {
+      return Effect.flatMap(readHead(connection), (head) => {
+        cachedHead = head
+        return write(pending, connection, attempt)
+      })
+    }
+    const head = cachedHead
+    const rows = link(head, pending)
+    return Effect.flatMap(insertLinked(connection, head, rows), (inserted) => {
+      if (inserted) {
+        const last = rows[rows.length - 1]!
+        cachedHead = { seq: last.seq, hash: last.hash }
+        return Effect.void
       }
-      return yield* Effect.dieMessage("audit_log: the chain head moved while appending")
+      cachedHead = undefined
+      return write(pending, connection, attempt + 1)
     })
+  }
 
   // Appends outside any transaction (a failed handshake's two entries, an API key's event, ...) are
   // group-committed: those that arrive together go in one transaction, each caller's entries kept together and
@@ -175,24 +187,28 @@ export const make = Effect.gen(function*() {
    * that holds its transaction's connection (`Sqlite.withPreparedTransaction`) passes it: the writes then run
    * on it directly.
    */
-  const appendAll = Effect.fnUntraced(function*(entries: ReadonlyArray<AuditInput>, connection?: Connection) {
-    if (entries.length === 0) return
-    const now = new Date(yield* Clock.currentTimeMillis).toISOString()
-    const pending = yield* Effect.try(() =>
-      entries.map((entry): Pending => ({
-        at: entry.at ?? now,
-        actor: entry.actor,
-        action: entry.action,
-        subject: entry.subject ?? null,
-        details: canonicalJson(entry.details ?? {})
-      }))
-    ).pipe(
-      Effect.catchAll((e) => Effect.dieMessage(e.error instanceof Error ? e.error.message : String(e.error)))
-    )
-    if (connection !== undefined) return yield* Effect.orDie(write(pending, connection))
-    const inTransaction = Option.isSome(yield* Effect.serviceOption(SqlClient.TransactionConnection))
-    yield* (inTransaction ? Effect.orDie(write(pending)) : standalone.submit(pending))
-  })
+  const appendAll = (entries: ReadonlyArray<AuditInput>, connection?: Connection): Effect.Effect<void> =>
+    entries.length === 0 ? Effect.void : Effect.clockWith((clock) => {
+      const now = new Date(clock.unsafeCurrentTimeMillis()).toISOString()
+      let pending: Array<Pending>
+      try {
+        pending = entries.map((entry): Pending => ({
+          at: entry.at ?? now,
+          actor: entry.actor,
+          action: entry.action,
+          subject: entry.subject ?? null,
+          details: canonicalJson(entry.details ?? {})
+        }))
+      } catch (e) {
+        // canonicalJson refuses a secret-like key or a value JSON cannot hold: a defect of the caller.
+        return Effect.dieMessage(e instanceof Error ? e.message : String(e))
+      }
+      if (connection !== undefined) return Effect.orDie(write(pending, connection))
+      return Effect.flatMap(
+        Effect.serviceOption(SqlClient.TransactionConnection),
+        (inTransaction) => Option.isSome(inTransaction) ? Effect.orDie(write(pending)) : standalone.submit(pending)
+      )
+    })
 
   /** Appends one entry at the end of the chain (in the caller's transaction when there is one). */
   const append = (entry: AuditInput) => appendAll([entry])
