@@ -85,6 +85,8 @@ export class ConsentVerifier extends Context.Tag("neuron/ConsentVerifier")<Conse
   ) => Either.Either<void, ConsentError>
   /** Drops the outstanding challenge of a connection whose socket closed. */
   readonly forget: (connectionId: string) => Effect.Effect<void>
+  /** `forget` in plain code (a refused handshake ends without a fiber). */
+  readonly forgetNow: (connectionId: string) => void
   /** How many challenges are outstanding. */
   readonly outstandingChallenges: Effect.Effect<number>
 }>() {}
@@ -188,6 +190,7 @@ export const make = (options: ConsentVerifierOptions): Effect.Effect<ConsentVeri
       issueChallengeAt,
       answerChallengeAt,
       forget: (connectionId) => Effect.sync(() => book.forget(connectionId)),
+      forgetNow: (connectionId) => book.forget(connectionId),
       outstandingChallenges: Effect.sync(() => book.size)
     })
   })

@@ -45,38 +45,63 @@ export const startedEntry = (session: SessionInfo): AuditInput => ({
   details: { connection_id: session.connection_id, remote_address: session.remote_address }
 })
 
-const failed = (audit: AuditLog, session: SessionInfo, code: string, closeCode: number, message?: string) =>
-  audit.appendAll([startedEntry(session), {
-    // The patient is named only once its consent token verified (the provider is known from then on).
-    actor: session.provider_npi === null ? "anonymous" : `patient:${session.patient_agent_id}`,
-    action: "handshake.failed",
-    subject: session.connection_id,
-    details: {
+/** The entries of a handshake that did not complete: its `handshake.started` and `handshake.failed`. */
+export const failedEntries = (
+  session: SessionInfo,
+  code: string,
+  closeCode: number,
+  message?: string
+): ReadonlyArray<AuditInput> => [startedEntry(session), {
+  // The patient is named only once its consent token verified (the provider is known from then on).
+  actor: session.provider_npi === null ? "anonymous" : `patient:${session.patient_agent_id}`,
+  action: "handshake.failed",
+  subject: session.connection_id,
+  details: {
+    connection_id: session.connection_id,
+    code,
+    close_code: closeCode,
+    ...(message === undefined ? {} : { message }),
+    ...(session.provider_npi === null
+      ? { claimed_patient_agent_id: session.patient_agent_id }
+      : { provider_npi: session.provider_npi, key_fingerprint: session.key_fingerprint })
+  }
+}]
+
+/** Reports a `handshake.failed` entry that could not be written (the peer has its answer already). */
+export const unwritten = (session: SessionInfo, cause: Cause.Cause<unknown>): Effect.Effect<void> =>
+  Effect.logError("could not write the handshake.failed audit entry").pipe(
+    Effect.annotateLogs({
+      service: "HandshakeServer",
       connection_id: session.connection_id,
-      code,
-      close_code: closeCode,
-      ...(message === undefined ? {} : { message }),
-      ...(session.provider_npi === null
-        ? { claimed_patient_agent_id: session.patient_agent_id }
-        : { provider_npi: session.provider_npi, key_fingerprint: session.key_fingerprint })
-    }
-  }]).pipe(
+      error: describeCause(cause)
+    })
+  )
+
+const failed = (audit: AuditLog, session: SessionInfo, code: string, closeCode: number, message?: string) =>
+  audit.appendAll(failedEntries(session, code, closeCode, message)).pipe(
     // The peer has its answer already; a failed audit write is reported, not turned into another error.
-    Effect.catchAllCause((cause) =>
-      Effect.logError("could not write the handshake.failed audit entry").pipe(
-        Effect.annotateLogs({
-          service: "HandshakeServer",
-          connection_id: session.connection_id,
-          error: describeCause(cause)
-        })
-      )
-    )
+    Effect.catchAllCause((cause) => unwritten(session, cause))
   )
 
 /** Sends `handshake.complete` and starts the close (1000): plain code, the last step of a completed handshake. */
 export const sendComplete = (connection: Upgraded, message: HandshakeComplete): void => {
   connection.write(encodeServerMessage(message))
   connection.end(1000, "handshake complete")
+}
+
+/**
+ * Sends a refusal of section 2 (`handshake.error`) and starts the close with its code; a connection that ended
+ * gets nothing. Returns what its `handshake.failed` entry records.
+ */
+export const sendRefusal = (
+  connection: Upgraded,
+  refusal: HandshakeFailure | ConnectionEnded
+): { readonly code: string; readonly closeCode: number; readonly message?: string } => {
+  if (refusal._tag === "ConnectionEnded") return { code: refusal.code, closeCode: refusal.closeCode }
+  const closeCode = closeCodeOf[refusal.code]
+  connection.write(encodeServerMessage({ type: MessageType.error, code: refusal.code, message: refusal.message }))
+  connection.end(closeCode, refusal.code)
+  return { code: refusal.code, closeCode, message: refusal.message }
 }
 
 /**

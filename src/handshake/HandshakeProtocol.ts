@@ -8,8 +8,9 @@
  * The messages are answered as plain code on the socket's callbacks (`Handshake`): decoding, the token's checks
  * and the challenge are pure and synchronous (`Either`s), and a fiber per step cost more CPU than the steps
  * themselves (BENCHMARKS.md, issue 11). The completion joins the group commit (the relationship and its audit
- * entries in one transaction) and `handshake.complete` is sent from its outcome; anything else that ends a
- * handshake (a refusal and its audit entry, a revocation) runs in one fiber (`Ending`).
+ * entries in one transaction) and `handshake.complete` is sent from its outcome; a refusal is sent at once and
+ * recorded once its audit entry is written (`refused`). A revocation, a stop or an unexpected failure runs in one
+ * fiber (`Ending`).
  */
 import type * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
@@ -174,7 +175,7 @@ const revokeOnSocket = (
     )
   })
 
-/** What ends a handshake that does not complete, run in a fiber: a revocation's answer, or the refusal. */
+/** What ends a handshake in a fiber: a revocation's answer, or a refusal that is not answered in plain code. */
 export type Ending = Effect.Effect<ConsentRevokedMessage, Refusal>
 
 /**
@@ -245,8 +246,17 @@ export interface HandshakeRun {
   readonly clock: Clock.Clock
   /** Runs `effect` in a fiber and calls `onExit` with its exit: a provider lookup that needs a read. */
   readonly await: <A>(effect: Effect.Effect<A>, onExit: (exit: Exit.Exit<A>) => void) => void
-  /** Runs what ends the handshake in a fiber, then sends and records its outcome. Called once, or `completed`. */
+  /**
+   * Runs what ends the handshake in a fiber, then sends and records its outcome: a revocation, a stop, a
+   * defect. Called once, or `refused`, or `completed`.
+   */
   readonly end: (ending: Ending) => void
+  /**
+   * Refuses the handshake in plain code: a refusal of section 2 (not `SERVER_ERROR`) is sent with its close code;
+   * a connection that ended is only recorded. Its `handshake.failed` entry is written by the audit log's group
+   * commit, and the refusal recorded once it is.
+   */
+  readonly refused: (refusal: HandshakeFailure | ConnectionEnded) => void
   /** Answers a completed handshake (its relationship written) and records it, in plain code. */
   readonly completed: (message: HandshakeComplete) => void
 }
@@ -280,7 +290,7 @@ export class Handshake {
         const event = this.connection.poll()
         if (event === undefined) return this.connection.whenReady(this.step)
         if (event._tag !== "Frame") {
-          return this.end(Effect.fail(interrupting(event, this.stage === "auth" ? AUTH_TIMEOUT : RESPONSE_TIMEOUT)))
+          return this.refuse(interrupting(event, this.stage === "auth" ? AUTH_TIMEOUT : RESPONSE_TIMEOUT))
         }
         if (this.stage === "auth") this.auth(event.data)
         else this.answer(event.data)
@@ -296,8 +306,15 @@ export class Handshake {
     this.run.end(ending)
   }
 
+  // A refusal of section 2 or a connection that ended: answered in plain code. A stop or a SERVER_ERROR (it is
+  // logged) ends in a fiber.
   private refuse(failure: Refusal): void {
-    this.end(Effect.fail(failure))
+    if (failure._tag === "ServerStopping" || (failure._tag === "HandshakeFailure" && failure.code === "SERVER_ERROR")) {
+      return this.end(Effect.fail(failure))
+    }
+    if (this.stage === "ended") return
+    this.stage = "ended"
+    this.run.refused(failure)
   }
 
   /** 1. `handshake.auth` (or a patient's `consent.revoke`), within the auth timeout (set at the upgrade). */

@@ -312,8 +312,9 @@ export const make = (options: HandshakeServerOptions) =>
 
     /**
      * Serves an upgraded connection from its first event: the handshake's steps run on the socket's callbacks
-     * (HandshakeProtocol.Handshake); a completion is answered from the group commit's outcome (`completed`), and
-     * one fiber ends a handshake that does not complete (`end`). Without a tracer no span is made (making one
+     * (HandshakeProtocol.Handshake); a completion is answered from the group commit's outcome (`completed`), a
+     * refusal at once and recorded once its audit entries are written (`refused`), and one fiber ends a revocation,
+     * a stop or an unexpected failure (`end`). Without a tracer no span is made (making one
      * captures a stack trace, about 30 µs per handshake: BENCHMARKS.md, issue 11).
      */
     const serve = (tracked: Tracked, connection: WebSocketConnection.Upgraded) => {
@@ -349,6 +350,32 @@ export const make = (options: HandshakeServerOptions) =>
         clock,
         await: (effect, onExit) => runFork(withSpan(effect)).addObserver(onExit),
         end,
+        // A refusal needs no fiber either: its entries join the audit log's group commit.
+        refused: (refusal) => {
+          try {
+            services.verifier.forgetNow(session.connection_id)
+            const { closeCode, code, message } = HandshakeOutcome.sendRefusal(connection, refusal)
+            services.audit.appendAllNow(
+              HandshakeOutcome.failedEntries(session, code, closeCode, message),
+              clock.unsafeCurrentTimeMillis(),
+              (written) => {
+                // Called by the audit log's writer: nothing may escape from here.
+                try {
+                  // The peer has its answer already; a failed audit write is reported, not turned into another error.
+                  if (Exit.isFailure(written)) runFork(HandshakeOutcome.unwritten(session, written.cause))
+                  recorded(session, code, start, span)
+                } catch (defect) {
+                  runFork(Effect.logError("recording a refused handshake failed", defect))
+                } finally {
+                  connection.goingAway()
+                  letGo(tracked)
+                }
+              }
+            )
+          } catch (defect) {
+            end(Effect.die(defect))
+          }
+        },
         // A completion needs no fiber: its audit entries are written with its relationship.
         completed: (message) => {
           try {

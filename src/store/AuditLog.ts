@@ -187,28 +187,48 @@ export const make = Effect.gen(function*() {
    * that holds its transaction's connection (`Sqlite.withPreparedTransaction`) passes it: the writes then run
    * on it directly.
    */
+  // The entries as rows to link; a string when canonicalJson refuses one (a secret-like key, a value JSON cannot
+  // hold): a defect of the caller.
+  const prepare = (entries: ReadonlyArray<AuditInput>, nowMillis: number): Array<Pending> | string => {
+    const now = new Date(nowMillis).toISOString()
+    try {
+      return entries.map((entry): Pending => ({
+        at: entry.at ?? now,
+        actor: entry.actor,
+        action: entry.action,
+        subject: entry.subject ?? null,
+        details: canonicalJson(entry.details ?? {})
+      }))
+    } catch (e) {
+      return e instanceof Error ? e.message : String(e)
+    }
+  }
+
   const appendAll = (entries: ReadonlyArray<AuditInput>, connection?: Connection): Effect.Effect<void> =>
     entries.length === 0 ? Effect.void : Effect.clockWith((clock) => {
-      const now = new Date(clock.unsafeCurrentTimeMillis()).toISOString()
-      let pending: Array<Pending>
-      try {
-        pending = entries.map((entry): Pending => ({
-          at: entry.at ?? now,
-          actor: entry.actor,
-          action: entry.action,
-          subject: entry.subject ?? null,
-          details: canonicalJson(entry.details ?? {})
-        }))
-      } catch (e) {
-        // canonicalJson refuses a secret-like key or a value JSON cannot hold: a defect of the caller.
-        return Effect.dieMessage(e instanceof Error ? e.message : String(e))
-      }
+      const pending = prepare(entries, clock.unsafeCurrentTimeMillis())
+      if (typeof pending === "string") return Effect.dieMessage(pending)
       if (connection !== undefined) return Effect.orDie(write(pending, connection))
       return Effect.flatMap(
         Effect.serviceOption(SqlClient.TransactionConnection),
         (inTransaction) => Option.isSome(inTransaction) ? Effect.orDie(write(pending)) : standalone.submit(pending)
       )
     })
+
+  /**
+   * `appendAll` outside any transaction, in plain code: the entries join the next group commit and `onDone` is
+   * called with the outcome once it has committed (or failed; interrupted when the log is closing). `nowMillis`
+   * dates the entries that carry no `at`. Called from the writer: `onDone` must not throw.
+   */
+  const appendAllNow = (
+    entries: ReadonlyArray<AuditInput>,
+    nowMillis: number,
+    onDone: (exit: Exit.Exit<void>) => void
+  ): void => {
+    const pending = prepare(entries, nowMillis)
+    if (typeof pending === "string") return onDone(Exit.die(new Error(pending)))
+    standalone.offer(pending, onDone)
+  }
 
   /** Appends one entry at the end of the chain (in the caller's transaction when there is one). */
   const append = (entry: AuditInput) => appendAll([entry])
@@ -225,7 +245,7 @@ export const make = Effect.gen(function*() {
       Effect.withSpan("AuditLog.list")
     )
 
-  return { append, appendAll, verify, list } as const
+  return { append, appendAll, appendAllNow, verify, list } as const
 })
 
 /** The audit log on the host's SqlClient (migrated with `NeuronMigrations`). */

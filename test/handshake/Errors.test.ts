@@ -5,6 +5,7 @@ import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import { makePatientKey, patientKeyFromSeed, signNonce } from "../../src/careagent/CareAgentKeys.js"
 import { ProviderLookup } from "../../src/handshake/ProviderLookup.js"
+import { captureLogs } from "../store/helpers.js"
 import { connect, opened, type RawClient } from "../support/ws.js"
 import {
   adjustWhenArmed,
@@ -308,6 +309,30 @@ describe("handshake errors (PROTOCOL.md section 2 table)", () => {
       broken = false
       assert.strictEqual((yield* handshakeWith(neuron, yield* makePatientKey)).status, "new")
     }))
+
+  it.scoped("a refusal whose handshake.failed entry cannot be written (the audit log refuses inserts) is still answered; the failed write is logged without the entry's contents, the connection is let go, and the next handshake is served", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const neuron = yield* setup()
+      yield* neuron.sql`CREATE TRIGGER audit_full BEFORE INSERT ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`
+      const client = yield* open(neuron)
+      yield* client.sendJson({ type: "handshake.hello" })
+      yield* expectError(client, "INVALID_MESSAGE", 4002)
+      yield* eventually(
+        Effect.sync(() => logs.lines),
+        (lines) => lines.some((l) => l.includes("could not write the handshake.failed audit entry")),
+        "the log line of the unwritten entry"
+      )
+      const line = logs.lines.find((l) => l.includes("could not write the handshake.failed audit entry"))!
+      assert.include(line, "level=ERROR")
+      assert.notInclude(line, "handshake.hello")
+      yield* neuron.sql`DROP TRIGGER audit_full`
+      assert.strictEqual((yield* handshakeWith(neuron, yield* makePatientKey)).status, "new")
+      const actions = (yield* neuron.audit.list()).map((e) => e.action)
+      assert.deepStrictEqual(actions, ["handshake.started", "handshake.completed"])
+    }).pipe(Effect.provide(logs.layer))
+  })
 
   it.scoped("the CareAgentClient reports the code and close code of a refusal", () =>
     Effect.gen(function*() {
