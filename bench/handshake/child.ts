@@ -1,7 +1,7 @@
 /**
  * What the bench's plain servers (server-baseline.ts, server-reference.ts) share: better-sqlite3 resolved from
  * @effect/sql-sqlite-node (it is not a direct dependency), and the IPC commands the bench sends them (`cpu`,
- * `memory`, `profile-start` / `profile-stop`, `stop`). No Effect here.
+ * `memory`, `profile-start` / `profile-stop`, `heap-start` / `heap-stop`, `stop`). No Effect here.
  */
 import * as Fs from "node:fs"
 import type * as Http from "node:http"
@@ -37,6 +37,24 @@ export const serve = (server: Http.Server, close: () => void) => {
     }
     if (message.cmd === "profile-stop" && session !== undefined) {
       const { profile } = await session.post("Profiler.stop")
+      Fs.writeFileSync(message.file, JSON.stringify(profile))
+      session.disconnect()
+      process.send!({ ok: true })
+    }
+    // What this process allocates between "heap-start" and "heap-stop", collected or not (BENCH_PROFILE).
+    if (message.cmd === "heap-start") {
+      session = new Session()
+      session.connect()
+      await session.post("HeapProfiler.enable")
+      await session.post("HeapProfiler.startSampling", {
+        samplingInterval: 4096,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true
+      })
+      process.send!({ ok: true })
+    }
+    if (message.cmd === "heap-stop" && session !== undefined) {
+      const { profile } = await session.post("HeapProfiler.stopSampling")
       Fs.writeFileSync(message.file, JSON.stringify(profile))
       session.disconnect()
       process.send!({ ok: true })

@@ -11,6 +11,9 @@
  * `pnpm bench handshake --ops`: Effect operations and fibers per handshake, counted (ops.ts): not timed, so a
  * change can be judged on a busy machine.
  *
+ * `pnpm bench handshake --store`: the completion's write alone (store.ts): CPU and allocation per completion
+ * through the RelationshipStore, against the same statements run directly on better-sqlite3.
+ *
  * Environment: BENCH_HANDSHAKES (20000 per server), BENCH_ROUNDS (4), BENCH_CONCURRENCY (64),
  * BENCH_PATIENTS (2000), BENCH_PACED_RATE (200), BENCH_HOLD (10000), BENCH_PROFILE=<folder> (CPU profiles of
  * both servers' last round and of the Neuron while paced, and where their CPU went).
@@ -20,4 +23,5 @@ import { hold } from "./hold.js"
 import { throughput } from "./throughput.js"
 
 if (process.argv.includes("--ops")) await import("./ops.js")
+else if (process.argv.includes("--store")) await import("./store.js")
 else await run(process.argv.includes("--hold") ? hold : throughput)

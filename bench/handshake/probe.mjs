@@ -4,7 +4,8 @@
  * channel the bench opened, for what only the process itself can see. Idle until asked (one IPC listener).
  * Messages: `cpu` (process.cpuUsage, all threads), `memory` (after a full GC when `gc`; needs --expose-gc),
  * `watch-start` / `watch-stop` (event-loop delay p99 / max and the longest GC pause in between),
- * `profile-start` / `profile-stop` (a V8 CPU profile written to `file`).
+ * `profile-start` / `profile-stop` (a V8 CPU profile written to `file`), `heap-start` / `heap-stop` (V8's sampling
+ * heap profile of everything allocated in between, collected or not, written to `file`).
  * Plain JavaScript: loaded by plain node.
  */
 import * as Fs from "node:fs"
@@ -69,6 +70,22 @@ if (process.send !== undefined) {
         await session.post("Profiler.setSamplingInterval", { interval: message.interval ?? 1000 })
         await session.post("Profiler.start")
         return process.send({ probe: "profile-start" })
+      case "heap-start":
+        session = new Session()
+        session.connect()
+        await session.post("HeapProfiler.enable")
+        await session.post("HeapProfiler.startSampling", {
+          samplingInterval: message.interval ?? 4096,
+          includeObjectsCollectedByMajorGC: true,
+          includeObjectsCollectedByMinorGC: true
+        })
+        return process.send({ probe: "heap-start" })
+      case "heap-stop": {
+        const { profile } = await session.post("HeapProfiler.stopSampling")
+        Fs.writeFileSync(message.file, JSON.stringify(profile))
+        session.disconnect()
+        return process.send({ probe: "heap-stop" })
+      }
       case "profile-stop": {
         const { profile } = await session.post("Profiler.stop")
         Fs.writeFileSync(message.file, JSON.stringify(profile))

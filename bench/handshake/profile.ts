@@ -59,3 +59,14 @@ export const buckets = (file: string, per: number): Array<readonly [string, numb
   })
   return BUCKETS.map(([name]) => [name, (totals.get(name) ?? 0) / per] as const).filter(([name]) => name !== "idle")
 }
+
+interface HeapNode {
+  readonly selfSize: number
+  readonly children?: ReadonlyArray<HeapNode>
+}
+
+/** Bytes allocated in a sampling heap profile (`.heapprofile`), all call sites together. */
+export const heapBytes = (file: string): number => {
+  const sum = (node: HeapNode): number => node.selfSize + (node.children ?? []).reduce((s, c) => s + sum(c), 0)
+  return sum((JSON.parse(Fs.readFileSync(file, "utf8")) as { head: HeapNode }).head)
+}

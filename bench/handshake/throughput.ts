@@ -7,7 +7,7 @@ import * as Path from "node:path"
 import { type Cpu, type Memory, PATH, type RoundResult } from "./common.js"
 import { ask, base, dataDir, fmt, line, machine, median, mib, percentile, start, stop } from "./harness.js"
 import { probe, startProduct, stopProduct } from "./product.js"
-import { buckets } from "./profile.js"
+import { buckets, heapBytes } from "./profile.js"
 
 const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 20_000)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
@@ -160,9 +160,25 @@ export const throughput = async () => {
   const ref = total((r) => r.reference)
   const refRatio = median(rounds.map((r) => r.reference.perSecond / r.baseline.perSecond))
 
+  // What each server allocates per complete handshake (BENCH_PROFILE): V8's sampling heap profile of one more
+  // round, counting what was collected too, written as neuron.heapprofile and baseline.heapprofile.
+  let allocated: { readonly neuron: number; readonly baseline: number } | undefined
+  if (PROFILE !== undefined) {
+    await probe(neuron.child, { cmd: "heap-start" })
+    const a = await round(neuronUrl, neuronCpu, perRound)
+    await probe(neuron.child, { cmd: "heap-stop", file: Path.join(PROFILE, "neuron.heapprofile") })
+    await ask(baseline.child, { cmd: "heap-start" })
+    const ab = await round(baselineUrl, baselineCpu, perRound)
+    await ask(baseline.child, { cmd: "heap-stop", file: Path.join(PROFILE, "baseline.heapprofile") })
+    allocated = {
+      neuron: heapBytes(Path.join(PROFILE, "neuron.heapprofile")) / Math.max(1, a.ok),
+      baseline: heapBytes(Path.join(PROFILE, "baseline.heapprofile")) / Math.max(1, ab.ok)
+    }
+  }
+
   // CPU by where a connection stops: the same closed loop stopped by the client (close 1000) once upgraded, and
   // once challenged, against a whole handshake. Shown as measured, not as differences: the Neuron records a
-  // connection that does not complete (its handshake.failed entry, in a transaction of its own, from a fiber),
+  // connection that does not complete (its handshake.failed entry, in a transaction of the audit log's group commit),
   // while a completion's entries go with its relationship, so a stopped connection can cost more than a whole one.
   const phases = []
   for (const stopAt of ["open", "challenge"] as const) {
@@ -301,6 +317,8 @@ export const throughput = async () => {
     line(["---", "---", "---"])
     for (const [name, us] of nb) line([name, fmt(us), fmt(bb.get(name) ?? 0)])
     line(["total", fmt(nb.reduce((s, [, us]) => s + us, 0)), fmt([...bb.values()].reduce((s, us) => s + us, 0))])
+    const [n, b] = [allocated!.neuron, allocated!.baseline].map((bytes) => fmt(bytes / 1024, 1))
+    line(["allocated per complete handshake (KiB, sampled, one more round)", n!, b!])
   }
   console.log(
     `\ntargets: ratio ≥ 0.8 ${ratio >= 0.8 ? "met" : "NOT met"} (${fmt(ratio, 2)}; the reference ${
