@@ -16,7 +16,7 @@ import { createHash, randomUUID } from "node:crypto"
 import * as Fs from "node:fs"
 import { Session } from "node:inspector/promises"
 import * as Path from "node:path"
-import { type EstablishRequest, RelationshipStore } from "../../src/handshake/RelationshipStore.js"
+import { type EstablishRequest, RelationshipStore, UPSERT } from "../../src/handshake/RelationshipStore.js"
 import { dependencies, PROVIDER } from "../../test/handshake/fixture.js"
 import { Database } from "./child.js"
 import { heapBytes } from "./profile.js"
@@ -80,16 +80,7 @@ const program = Effect.gen(function*() {
   // The floor: the same statements, prepared once, on a second connection to the same file.
   const db = new Database(Path.join(dir, "neuron.db"))
   db.pragma("synchronous = FULL")
-  const upsert = db.prepare(`INSERT INTO relationships
-    (relationship_id, patient_agent_id, provider_npi, patient_public_key, consented_actions, status, created_at, updated_at)
-    VALUES (?, ?, ?, ?, ?, 'active', ?, ?)
-    ON CONFLICT (patient_agent_id, provider_npi) WHERE status = 'active' DO UPDATE SET
-      updated_at = CASE WHEN json(relationships.consented_actions) = json(excluded.consented_actions)
-        THEN relationships.updated_at ELSE excluded.updated_at END,
-      consented_actions = CASE WHEN json(relationships.consented_actions) = json(excluded.consented_actions)
-        THEN relationships.consented_actions ELSE excluded.consented_actions END
-      WHERE relationships.patient_public_key = excluded.patient_public_key
-    RETURNING relationship_id`)
+  const upsert = db.prepare(UPSERT)
   const head = db.prepare("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
   const begin = db.prepare("BEGIN IMMEDIATE")
   const commit = db.prepare("COMMIT")

@@ -121,7 +121,8 @@ const parseActions = (text: string): ReadonlyArray<string> | undefined => {
   }
 }
 
-const UPSERT = `INSERT INTO relationships
+/** The completion's statement (exported for `pnpm bench handshake --store`, which runs it on better-sqlite3). */
+export const UPSERT = `INSERT INTO relationships
   (relationship_id, patient_agent_id, provider_npi, patient_public_key, consented_actions, status, created_at, updated_at)
   VALUES (?, ?, ?, ?, ?, 'active', ?, ?)
   ON CONFLICT (patient_agent_id, provider_npi) WHERE status = 'active' DO UPDATE SET
