@@ -1,10 +1,12 @@
 /**
  * `pnpm bench handshake`: complete consent handshakes (PROTOCOL.md section 2) per second from a separate load
  * process over loopback, against the Neuron as `pnpm start` runs it (product.ts: the built dist/main.js with its
- * embedded registry, its log output in a file) and, alternately in the same run, a bare `ws` + better-sqlite3
- * baseline (a child process), so the figure is a ratio. Prints handshakes/s, the ratio, server CPU per handshake
- * (all of the process's threads) and by where a connection stops (upgraded, challenged, complete), p50/p99 at concurrency 64 and paced at 200/s with the Neuron's
- * event-loop delay and GC pauses, and peak RSS. SQLite files live on /dev/shm when there is one (TRAPS.md).
+ * embedded registry, its log output in a file) and, in the same run and in an order that turns each round, a bare
+ * `ws` + better-sqlite3 baseline (a child process), so the figure is a ratio, and a reference doing careagent/neuron's
+ * work per handshake (server-reference.ts). Prints handshakes/s, the ratios, server CPU per handshake (all of the
+ * process's threads) and by where a connection stops (upgraded, challenged, complete), p50/p99 at concurrency 64
+ * and paced at 200/s with the Neuron's event-loop delay and GC pauses, and peak RSS. SQLite files live on /dev/shm
+ * when there is one (TRAPS.md).
  *
  * `pnpm bench handshake --hold`: 10 000 WebSocket connections left in the auth step, and the server's memory.
  *
