@@ -172,10 +172,7 @@ export const finish = (
         })
       )
     }
-    yield* connection.send(
-      encodeServerMessage({ type: MessageType.error, code: refusal.code, message: refusal.message })
-    )
-    yield* connection.close(closeCodeOf[refusal.code], refusal.code)
-    yield* failed(audit, session, refusal.code, closeCodeOf[refusal.code], refusal.message)
+    const sent = sendRefusal(connection, refusal)
+    yield* failed(audit, session, sent.code, sent.closeCode, sent.message)
     return refusal.code
   })
