@@ -14,7 +14,7 @@
  * change can be judged on a busy machine.
  *
  * `pnpm bench handshake --store`: the completion's write alone (store.ts): CPU and allocation per completion
- * through the RelationshipStore, against the same statements run directly on better-sqlite3.
+ * through the RelationshipStore, against the same work done directly on better-sqlite3.
  *
  * Environment: BENCH_HANDSHAKES (20000 per server), BENCH_ROUNDS (4), BENCH_CONCURRENCY (64),
  * BENCH_PATIENTS (2000), BENCH_PACED_RATE (200), BENCH_HOLD (10000), BENCH_PROFILE=<folder> (CPU profiles of

@@ -2,8 +2,10 @@
  * `pnpm bench handshake --store`: the completion's write alone, in this process, without sockets or crypto, so that
  * a change to it can be judged on a noisy machine. The real RelationshipStore and AuditLog on a migrated SQLite file
  * (on /dev/shm when there is one) write completions (a relationship upsert and its two audit entries, as the
- * handshake's) in batches of 1 and of 4, alternately with the same statements run directly on better-sqlite3 in
- * the same kind of transaction (the floor: what SQLite itself costs). Prints server CPU per completion for both and
+ * handshake's) in batches of 1 and of 4, alternately with the same work done directly on better-sqlite3 in the
+ * same kind of transaction (the floor: what SQLite itself costs): the store's upsert, and the audit rows hashed
+ * with the chain's own `entryHash` and inserted in one statement (without the store's compare-and-set on the
+ * chain's head: the floor reads the head in its transaction instead). Prints server CPU per completion for both and
  * what the store allocates per completion (V8's sampling heap profile, collected objects included).
  *
  * Environment: BENCH_STORE_COMPLETIONS (8000 per round), BENCH_ROUNDS (3).
@@ -17,6 +19,7 @@ import * as Fs from "node:fs"
 import { Session } from "node:inspector/promises"
 import * as Path from "node:path"
 import { type EstablishRequest, RelationshipStore, UPSERT } from "../../src/handshake/RelationshipStore.js"
+import { entryHash } from "../../src/store/AuditChain.js"
 import { dependencies, PROVIDER } from "../../test/handshake/fixture.js"
 import { Database } from "./child.js"
 import { heapBytes } from "./profile.js"
@@ -77,7 +80,7 @@ const program = Effect.gen(function*() {
     return cpuPer(since, COUNT)
   }
 
-  // The floor: the same statements, prepared once, on a second connection to the same file.
+  // The floor: the same work, its statements prepared once, on a second connection to the same file.
   const db = new Database(Path.join(dir, "neuron.db"))
   db.pragma("synchronous = FULL")
   const upsert = db.prepare(UPSERT)
@@ -109,10 +112,15 @@ const program = Effect.gen(function*() {
         upsert.all(randomUUID(), r.patient_agent_id, r.provider_npi, r.patient_public_key, "[\"read:summary\"]", at, at)
         for (const action of ["handshake.started", "handshake.completed"]) {
           const details = JSON.stringify({ connection_id: `connection-${first + k + j}`, action })
-          const next = createHash("sha256").update(
-            JSON.stringify([seq + 1, at, "anonymous", action, null, details, hash])
-          )
-            .digest("hex")
+          const next = entryHash({
+            seq: seq + 1,
+            at,
+            actor: "anonymous",
+            action,
+            subject: null,
+            details,
+            prev_hash: hash
+          })
           params.push(++seq, at, "anonymous", action, null, details, hash, next)
           hash = next
         }

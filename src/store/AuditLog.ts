@@ -225,6 +225,7 @@ export const make = Effect.gen(function*() {
     nowMillis: number,
     onDone: (exit: Exit.Exit<void>) => void
   ): void => {
+    if (entries.length === 0) return onDone(Exit.void)
     const pending = prepare(entries, nowMillis)
     if (typeof pending === "string") return onDone(Exit.die(new Error(pending)))
     standalone.offer(pending, onDone)
