@@ -36,12 +36,17 @@ export const gc: () => void = Vm.runInNewContext("gc")
 export const start = (
   file: string,
   args: Array<string>,
-  options?: { readonly bundled?: boolean }
+  options?: {
+    readonly bundled?: boolean
+    /** Node flags added (`--calls`: `--import` of its counting preload). */
+    readonly nodeFlags?: ReadonlyArray<string>
+  }
 ): Promise<{ child: ChildProcess; port?: number }> =>
   new Promise((resolve, reject) => {
-    const execArgv = options?.bundled === true
-      ? ["--enable-source-maps", "--expose-gc"]
-      : ["--import", "tsx", "--expose-gc"]
+    const execArgv = [
+      ...(options?.bundled === true ? ["--enable-source-maps", "--expose-gc"] : ["--import", "tsx", "--expose-gc"]),
+      ...(options?.nodeFlags ?? [])
+    ]
     const child = fork(Path.resolve(here, file), args, { execArgv, stdio: "inherit" })
     children.push(child)
     child.once("message", (message: any) => resolve({ child, port: message.port }))

@@ -13,6 +13,9 @@
  * `pnpm bench handshake --ops`: Effect operations and fibers per handshake, counted (ops.ts): not timed, so a
  * change can be judged on a busy machine.
  *
+ * `pnpm bench handshake --calls`: the calls each connection makes into Node's sockets, streams, events and timers,
+ * counted in the Neuron and in the baseline (calls.ts).
+ *
  * `pnpm bench handshake --store`: the completion's write alone (store.ts): CPU and allocation per completion
  * through the RelationshipStore, against the same work done directly on better-sqlite3.
  *
@@ -25,5 +28,6 @@ import { hold } from "./hold.js"
 import { throughput } from "./throughput.js"
 
 if (process.argv.includes("--ops")) await import("./ops.js")
+else if (process.argv.includes("--calls")) await run((await import("./calls.js")).calls)
 else if (process.argv.includes("--store")) await import("./store.js")
 else await run(process.argv.includes("--hold") ? hold : throughput)

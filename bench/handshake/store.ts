@@ -8,7 +8,8 @@
  * chain's head: the floor reads the head in its transaction instead). Prints server CPU per completion for both and
  * what the store allocates per completion (V8's sampling heap profile, collected objects included).
  *
- * Environment: BENCH_STORE_COMPLETIONS (8000 per round), BENCH_ROUNDS (3).
+ * Environment: BENCH_STORE_COMPLETIONS (8000 per round), BENCH_ROUNDS (3), BENCH_PROFILE=<folder> (a CPU profile of
+ * one more round of each batch size through the store, `store-<batch>.cpuprofile`).
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -26,6 +27,7 @@ import { heapBytes } from "./profile.js"
 
 const COUNT = Number(process.env.BENCH_STORE_COMPLETIONS ?? 8_000)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const PROFILE = process.env.BENCH_PROFILE
 const PATIENTS = 2_000
 const base = Fs.existsSync("/dev/shm") ? "/dev/shm" : undefined
 const dir = Fs.mkdtempSync(Path.join(base ?? (await import("node:os")).tmpdir(), "store-bench-"))
@@ -161,6 +163,19 @@ const program = Effect.gen(function*() {
       const file = Path.join(dir, `store-${batch}.heapprofile`)
       Fs.writeFileSync(file, JSON.stringify(profile))
       console.log(`batches of ${batch}: ${(heapBytes(file) / COUNT / 1024).toFixed(1)} KiB allocated per completion`)
+      if (PROFILE !== undefined) {
+        // One more round under V8's CPU profiler (BENCH_PROFILE=<folder>): where a completion's CPU goes.
+        await session.post("Profiler.enable")
+        await session.post("Profiler.setSamplingInterval", { interval: 100 })
+        await session.post("Profiler.start")
+        await viaStore(batch, next)
+        next += COUNT
+        const { profile: cpu } = await session.post("Profiler.stop")
+        const out = Path.join(PROFILE, `store-${batch}.cpuprofile`)
+        Fs.mkdirSync(PROFILE, { recursive: true })
+        Fs.writeFileSync(out, JSON.stringify(cpu))
+        console.log(`batches of ${batch}: CPU profile of ${COUNT} completions in ${out}`)
+      }
     }
   })
   db.close()
