@@ -21,7 +21,8 @@
  *
  * Environment: BENCH_HANDSHAKES (20000 per server), BENCH_ROUNDS (4), BENCH_CONCURRENCY (64),
  * BENCH_PATIENTS (2000), BENCH_PACED_RATE (200), BENCH_HOLD (10000), BENCH_PROFILE=<folder> (CPU profiles of
- * both servers' last round and of the Neuron while paced, and where their CPU went).
+ * both servers' last round and of the Neuron while paced, and where their CPU went), BENCH_FLOOR=1 (one more side:
+ * the baseline writing what the Neuron must write for each completion, server-baseline.ts `obligations`).
  */
 import { run } from "./harness.js"
 import { hold } from "./hold.js"

@@ -5,9 +5,15 @@
  * its claims parsed and checked, a nonce of 32 random bytes, the nonce's signature verified, then one
  * relationship insert (`ON CONFLICT DO NOTHING`, and a read when it already existed) with better-sqlite3 on
  * WAL + synchronous = FULL, `handshake.complete`, close 1000.
+ *
+ * With `obligations` as its third argument (`BENCH_FLOOR=1`): the floor of what the Neuron must do, still bare.
+ * Each completion is one transaction holding what the Neuron writes for it: the Neuron's own upsert (a returning
+ * patient's row is updated, its consented actions taken from the token) and the two audit entries,
+ * `handshake.started` and `handshake.completed`, hash-chained with the Neuron's `entryHash` and inserted in one
+ * statement, committed with an fsync. No group commit: one transaction per completion.
  */
 import { ed25519, ED25519_TORSION_SUBGROUP } from "@noble/curves/ed25519.js"
-import { createPublicKey, type KeyObject, randomBytes, randomUUID, verify } from "node:crypto"
+import { createHash, createPublicKey, type KeyObject, randomBytes, randomUUID, verify } from "node:crypto"
 import * as Http from "node:http"
 import { type WebSocket, WebSocketServer } from "ws"
 import { Database, serve } from "./child.js"
@@ -27,6 +33,100 @@ const insert = db.prepare(`INSERT INTO relationships VALUES (?, ?, ?, ?, ?, 'act
   ON CONFLICT (patient_agent_id, provider_npi) WHERE status = 'active' DO NOTHING RETURNING relationship_id`)
 const findActive = db.prepare(`SELECT relationship_id, patient_public_key FROM relationships
   WHERE patient_agent_id = ? AND provider_npi = ? AND status = 'active'`)
+
+/** A completion's connection, for the floor's `handshake.started` entry. */
+interface Connection {
+  readonly id: string
+  readonly startedAt: string
+  readonly remote: string | null
+}
+
+/**
+ * The floor's writes (see above), made only with `obligations`: the plain baseline stays bare (no Effect modules
+ * loaded, no audit table). Returns the completion's write: the relationship (undefined: another key holds the
+ * active one) and its two audit entries in one transaction.
+ */
+const makeFloor = async () => {
+  const { UPSERT } = await import("../../src/handshake/RelationshipStore.js")
+  const { entryHash, GENESIS_HASH } = await import("../../src/store/AuditChain.js")
+  db.exec(`CREATE TABLE IF NOT EXISTS audit_log (seq INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, subject TEXT, details TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)`)
+  db.exec("CREATE INDEX IF NOT EXISTS audit_log_action ON audit_log (action, seq)")
+  const upsert = db.prepare(UPSERT)
+  const begin = db.prepare("BEGIN IMMEDIATE")
+  const commit = db.prepare("COMMIT")
+  const rollback = db.prepare("ROLLBACK")
+  const insertAudit = db.prepare(`INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?)`)
+  let chainHead = (db.prepare("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").get() as
+    | { seq: number; hash: string }
+    | undefined) ?? { seq: 0, hash: GENESIS_HASH }
+
+  // One entry linked after `chainHead`, as the Neuron's audit log writes it (details: keys in sorted order).
+  const link = (at: string, actor: string, action: string, subject: string, details: object) => {
+    const fields = {
+      seq: chainHead.seq + 1,
+      at,
+      actor,
+      action,
+      subject,
+      details: JSON.stringify(details),
+      prev_hash: chainHead.hash
+    }
+    const row = { ...fields, hash: entryHash(fields) }
+    chainHead = { seq: row.seq, hash: row.hash }
+    return [row.seq, row.at, row.actor, row.action, row.subject, row.details, row.prev_hash, row.hash]
+  }
+
+  return (
+    claims: any,
+    publicKey: string,
+    connection: Connection
+  ): { readonly relationship_id: string; readonly status: string } | undefined => {
+    const now = new Date().toISOString()
+    const id = randomUUID()
+    const saved = chainHead
+    begin.run()
+    try {
+      const row = upsert.get(
+        id,
+        claims.patient_agent_id,
+        PROVIDER,
+        publicKey,
+        JSON.stringify(claims.consented_actions),
+        now,
+        now
+      ) as { relationship_id: string } | undefined
+      if (row === undefined) {
+        rollback.run()
+        return undefined
+      }
+      const status = row.relationship_id === id ? "new" : "existing"
+      const fingerprint = createHash("sha256").update(Buffer.from(publicKey, "base64url")).digest("hex")
+      insertAudit.run(
+        ...link(connection.startedAt, "anonymous", "handshake.started", connection.id, {
+          connection_id: connection.id,
+          remote_address: connection.remote
+        }),
+        ...link(now, `patient:${claims.patient_agent_id}`, "handshake.completed", row.relationship_id, {
+          connection_id: connection.id,
+          consented_actions: claims.consented_actions,
+          key_fingerprint: "sha256:" + fingerprint.slice(0, 16),
+          provider_npi: PROVIDER,
+          status
+        })
+      )
+      commit.run()
+      return { relationship_id: row.relationship_id, status }
+    } catch (error) {
+      chainHead = saved
+      if (db.inTransaction) rollback.run()
+      throw error
+    }
+  }
+}
+const establish = process.argv[4] === "obligations" ? await makeFloor() : undefined
+let connections = 0
 
 const P = ed25519.Point.Fp.ORDER
 const TORSION_Y = new Set(ED25519_TORSION_SUBGROUP.map((hex) => ed25519.Point.fromHex(hex).y))
@@ -53,7 +153,14 @@ const fail = (ws: WebSocket, code: string, closeCode: number, message: string) =
   ws.close(closeCode, code)
 }
 
-const onConnection = (ws: WebSocket) => {
+const onConnection = (ws: WebSocket, request: Http.IncomingMessage) => {
+  const connection: Connection | undefined = establish === undefined
+    ? undefined
+    : {
+      id: `connection-${++connections}`,
+      startedAt: new Date().toISOString(),
+      remote: request.socket.remoteAddress ?? null
+    }
   let state: "auth" | "response" | "done" = "auth"
   let key: KeyObject | undefined
   let nonce: Buffer | undefined
@@ -117,6 +224,18 @@ const onConnection = (ws: WebSocket) => {
     const signed = message.type === "handshake.challenge_response" ? fixed(message.signed_nonce, 64) : undefined
     if (signed === undefined) return fail(ws, "INVALID_MESSAGE", 4002, "expected handshake.challenge_response")
     if (!verify(null, nonce!, key!, signed)) return fail(ws, "CONSENT_FAILED", 4003, "challenge failed")
+    if (establish !== undefined) {
+      const established = establish(claims, publicKey, connection!)
+      if (established === undefined) return fail(ws, "CONSENT_FAILED", 4003, "key mismatch")
+      ws.send(JSON.stringify({
+        type: "handshake.complete",
+        relationship_id: established.relationship_id,
+        provider_npi: PROVIDER,
+        provider_endpoint: `http://127.0.0.1/ws/provider/${PROVIDER}`,
+        status: established.status
+      }))
+      return ws.close(1000, "handshake complete")
+    }
     const now = new Date().toISOString()
     const id = randomUUID()
     const actions = JSON.stringify(claims.consented_actions)

@@ -16,6 +16,12 @@ const PATIENTS = Number(process.env.BENCH_PATIENTS ?? 2_000)
 const PROFILE = process.env.BENCH_PROFILE
 /** Another checkout of the project, built (`node scripts/build.mjs`): its product runs as a third side. */
 const COMPARE = process.env.BENCH_COMPARE
+/**
+ * BENCH_FLOOR=1: one more side, the baseline writing what the Neuron must write for each completion (the
+ * relationship's upsert, two hash-chained audit entries, in one transaction): what a bare server with the
+ * Neuron's obligations makes.
+ */
+const FLOOR = process.env.BENCH_FLOOR === "1"
 /** The paced load's rate (handshakes/s): the issue's 200/s. */
 const PACED_RATE = Number(process.env.BENCH_PACED_RATE ?? 200)
 const WARMUP = 1_000
@@ -46,6 +52,11 @@ export const throughput = async () => {
   const baseline = await start("server-baseline.ts", [Path.join(dataDir, "baseline.db"), "10000"])
   // careagent/neuron's work per handshake, as read from its source (server-reference.ts).
   const reference = await start("server-reference.ts", [Path.join(dataDir, "reference.db"), "10000"])
+  const floor = FLOOR
+    ? await start("server-baseline.ts", [Path.join(dataDir, "floor.db"), "10000", "obligations"])
+    : undefined
+  const floorUrl = floor === undefined ? "" : `ws://127.0.0.1:${floor.port}${PATH}`
+  const floorCpu = () => ask<Cpu>(floor!.child, { cmd: "cpu" })
   let t = Date.now()
   const load = (await start("load.ts", [String(PATIENTS)])).child
   console.log(
@@ -80,11 +91,13 @@ export const throughput = async () => {
   await round(neuronUrl, neuronCpu, WARMUP)
   await round(referenceUrl, referenceCpu, WARMUP)
   if (other !== undefined) await round(otherUrl, otherCpu, WARMUP)
+  if (floor !== undefined) await round(floorUrl, floorCpu, WARMUP)
   console.log(`warm-up: ${fmt(WARMUP)} handshakes each in ${fmt((Date.now() - t) / 1000, 1)} s`)
 
   const perRound = Math.ceil(HANDSHAKES / ROUNDS)
   const rounds: Array<{ neuron: Round; baseline: Round; reference: Round }> = []
   const compared: Array<{ ratio: number; cpuUs: number }> = []
+  const floors: Array<{ ratio: number; cpuUs: number }> = []
   // The sides run one after another in each round, in an order that turns by one each round: a side that runs
   // right after another (the kernel still closing that side's connections, say) would otherwise always be the one
   // that pays for it. Measured: with a fixed order, the same build ran about 10 % slower as the first product than
@@ -106,7 +119,8 @@ export const throughput = async () => {
         return n
       }],
       ["reference", () => round(referenceUrl, referenceCpu, perRound)],
-      ...(other === undefined ? [] : [["compared", () => round(otherUrl, otherCpu, perRound)] as const])
+      ...(other === undefined ? [] : [["compared", () => round(otherUrl, otherCpu, perRound)] as const]),
+      ...(floor === undefined ? [] : [["floor", () => round(floorUrl, floorCpu, perRound)] as const])
     ]
     const turn = (i - 1) % sides.length
     for (const [name, run] of [...sides.slice(turn), ...sides.slice(0, turn)]) measured.set(name, await run())
@@ -121,6 +135,11 @@ export const throughput = async () => {
     if (o !== undefined) {
       compared.push({ ratio: o.perSecond / b.perSecond, cpuUs: o.cpuUs })
       console.log(`round ${i}: ${report("compared ", o)}; ratio ${fmt(o.perSecond / b.perSecond, 2)}`)
+    }
+    const f = measured.get("floor")
+    if (f !== undefined) {
+      floors.push({ ratio: f.perSecond / b.perSecond, cpuUs: f.cpuUs })
+      console.log(`round ${i}: ${report("floor    ", f)}; ratio ${fmt(f.perSecond / b.perSecond, 2)}`)
     }
   }
 
@@ -224,6 +243,7 @@ export const throughput = async () => {
   await stopProduct(neuron)
   await stop(baseline.child)
   await stop(reference.child)
+  if (floor !== undefined) await stop(floor.child)
   await stop(load)
 
   console.log("")
@@ -304,6 +324,16 @@ export const throughput = async () => {
       }; server CPU per handshake ${fmt(median(compared.map((c) => c.cpuUs)))} µs (median round); p50 / p99 paced at ${
         fmt(rate)
       }/s ${fmt(otherPaced!.p50, 1)} / ${fmt(otherPaced!.p99, 1)} ms`
+    )
+  }
+  if (floor !== undefined) {
+    console.log(
+      `\nfloor (the baseline writing the Neuron's obligations, one transaction per completion): ratio to the ` +
+        `baseline, median of rounds ${fmt(median(floors.map((f) => f.ratio)), 2)}; server CPU per handshake ${
+          fmt(median(floors.map((f) => f.cpuUs)))
+        } µs (median round); the Neuron's ratio to the floor, median of rounds ${
+          fmt(median(rounds.map((r, i) => r.neuron.perSecond / (floors[i]!.ratio * r.baseline.perSecond))), 2)
+        }`
     )
   }
   if (PROFILE !== undefined) {
