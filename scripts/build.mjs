@@ -14,8 +14,9 @@
  * the same sources write the same bytes, so the last rename wins with nothing lost.
  *
  * A build is skipped when `dist/` already holds the bundles of the current sources: each bundle starts with a
- * comment naming the SHA-256 of everything that goes into it (every file under `src/`, this script, package.json,
- * tsconfig.json, esbuild's version and the entry points). Reading that is a few milliseconds; a stale or partial
+ * comment naming the SHA-256 of everything that goes into it (every file under `src/`, the files of the folder of
+ * an entry point outside `src/` (the bench's servers), this script, package.json, tsconfig.json, esbuild's version
+ * and the entry points). Reading that is a few milliseconds; a stale or partial
  * `dist/` (a fresh clone has none) is built again. `--force` (or `build({ force: true })`) always builds.
  */
 import * as Crypto from "node:crypto"
@@ -55,7 +56,11 @@ export const sourceDigest = (entries = entryPoints) => {
   const hash = Crypto.createHash("sha256")
   const esbuildVersion = JSON.parse(Fs.readFileSync(require.resolve("esbuild/package.json"), "utf8")).version
   hash.update(`esbuild ${esbuildVersion}\n${JSON.stringify(Object.entries(entries).sort())}\n`)
-  for (const file of [...filesUnder(Path.join(root, "src")), ...inputFiles]) {
+  // An entry point outside src/ (the bench's servers, bundled into dist/bench) brings the files of its own folder.
+  const entryFolders = [...new Set(Object.values(entries).map((entry) => Path.dirname(entry)))]
+    .filter((folder) => folder !== "src" && !folder.startsWith("src/"))
+    .flatMap((folder) => filesUnder(Path.join(root, folder)))
+  for (const file of [...new Set([...filesUnder(Path.join(root, "src")), ...entryFolders, ...inputFiles])]) {
     const content = Fs.readFileSync(Path.join(root, file))
     hash.update(`${file}\0${content.length}\0`)
     hash.update(content)

@@ -9,6 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
 import { entryPoints, root } from "../../scripts/build.mjs"
 import { projectCopy, runNode } from "../support/process.js"
 
@@ -136,6 +137,54 @@ describe("pnpm build, atomic", () => {
         const inputs = Object.keys(result.metafile.inputs)
         assert.isAbove(inputs.length, 20)
         assert.deepStrictEqual(inputs.filter((input) => !input.startsWith("src/")), [])
+      }),
+    120_000
+  )
+  it.scopedLive(
+    "a bundle of an entry point outside src/ (the bench's baseline server, into dist/bench) is built again when a " +
+      "file of its own folder changes, and its digest covers every input esbuild reads for it",
+    () =>
+      Effect.gen(function*() {
+        const copy = yield* projectCopy
+        Fs.cpSync(Path.join(root, "bench/handshake"), Path.join(copy, "bench/handshake"), { recursive: true })
+        const { build } = yield* Effect.promise(() => import(pathToFileURL(Path.join(copy, "scripts/build.mjs")).href))
+        const entry = { "server-baseline": "bench/handshake/server-baseline.ts" }
+        const bundle = Path.join(copy, "dist/bench/server-baseline.js")
+        const buildBench = Effect.promise(() => build({ entryPoints: entry, outdir: "dist/bench" }))
+        yield* buildBench
+        const first = { digest: stampOf(bundle), inode: Fs.statSync(bundle).ino }
+        assert.match(first.digest ?? "", /^[0-9a-f]{64}$/)
+
+        yield* buildBench
+        assert.strictEqual(Fs.statSync(bundle).ino, first.inode, "up to date: not rebuilt")
+
+        // A file the server imports from its own folder changes: built again (it once was not: a stale bundle).
+        Fs.appendFileSync(Path.join(copy, "bench/handshake/child.ts"), "\n// a change\n")
+        yield* buildBench
+        assert.notStrictEqual(stampOf(bundle), first.digest)
+        assert.notStrictEqual(Fs.statSync(bundle).ino, first.inode)
+
+        const esbuild = yield* Effect.promise(() => import("esbuild"))
+        const result = yield* Effect.promise(() =>
+          esbuild.build({
+            absWorkingDir: copy,
+            entryPoints: entry,
+            outdir: "unused",
+            write: false,
+            bundle: true,
+            format: "esm",
+            platform: "node",
+            packages: "external",
+            metafile: true,
+            logLevel: "silent"
+          })
+        )
+        const inputs = Object.keys(result.metafile.inputs)
+        assert.include(inputs, "bench/handshake/child.ts")
+        assert.deepStrictEqual(
+          inputs.filter((input) => !input.startsWith("src/") && !input.startsWith("bench/handshake/")),
+          []
+        )
       }),
     120_000
   )
