@@ -26,6 +26,25 @@ const outputs = Object.keys(entryPoints).flatMap((name) => [`${name}.js`, `${nam
 /** The first lines of a bundle: the stamp naming the digest of its sources. */
 const stampOf = (file: string) => /sources sha256:([0-9a-f]{64})/.exec(Fs.readFileSync(file, "utf8").slice(0, 300))?.[1]
 
+/** Every file esbuild reads to bundle `entries` in `copy`, as the build does it (packages stay external). */
+const inputsOf = (copy: string, entries: Record<string, string>) =>
+  Effect.promise(async () => {
+    const esbuild = await import("esbuild")
+    const result = await esbuild.build({
+      absWorkingDir: copy,
+      entryPoints: entries,
+      outdir: "unused",
+      write: false,
+      bundle: true,
+      format: "esm",
+      platform: "node",
+      packages: "external",
+      metafile: true,
+      logLevel: "silent"
+    })
+    return Object.keys(result.metafile.inputs)
+  })
+
 describe("pnpm build, atomic", () => {
   it.scopedLive(
     "concurrent builds while readers load the bundle never yield a partial file: three forced builds at a time, " +
@@ -119,27 +138,13 @@ describe("pnpm build, atomic", () => {
         assert.strictEqual(stampOf(Path.join(dist, "neuron.js")), changed)
 
         // The digest covers every file esbuild reads: each is under src/ (packages stay external).
-        const esbuild = yield* Effect.promise(() => import("esbuild"))
-        const result = yield* Effect.promise(() =>
-          esbuild.build({
-            absWorkingDir: copy,
-            entryPoints: { ...entryPoints },
-            outdir: "unused",
-            write: false,
-            bundle: true,
-            format: "esm",
-            platform: "node",
-            packages: "external",
-            metafile: true,
-            logLevel: "silent"
-          })
-        )
-        const inputs = Object.keys(result.metafile.inputs)
+        const inputs = yield* inputsOf(copy, { ...entryPoints })
         assert.isAbove(inputs.length, 20)
         assert.deepStrictEqual(inputs.filter((input) => !input.startsWith("src/")), [])
       }),
     120_000
   )
+
   it.scopedLive(
     "a bundle of an entry point outside src/ (the bench's baseline server, into dist/bench) is built again when a " +
       "file of its own folder changes, and its digest covers every input esbuild reads for it",
@@ -164,22 +169,7 @@ describe("pnpm build, atomic", () => {
         assert.notStrictEqual(stampOf(bundle), first.digest)
         assert.notStrictEqual(Fs.statSync(bundle).ino, first.inode)
 
-        const esbuild = yield* Effect.promise(() => import("esbuild"))
-        const result = yield* Effect.promise(() =>
-          esbuild.build({
-            absWorkingDir: copy,
-            entryPoints: entry,
-            outdir: "unused",
-            write: false,
-            bundle: true,
-            format: "esm",
-            platform: "node",
-            packages: "external",
-            metafile: true,
-            logLevel: "silent"
-          })
-        )
-        const inputs = Object.keys(result.metafile.inputs)
+        const inputs = yield* inputsOf(copy, entry)
         assert.include(inputs, "bench/handshake/child.ts")
         assert.deepStrictEqual(
           inputs.filter((input) => !input.startsWith("src/") && !input.startsWith("bench/handshake/")),
