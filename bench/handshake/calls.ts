@@ -45,7 +45,7 @@ export const calls = async () => {
     const connections = (after["emit Server.connection"] ?? 0) - (before["emit Server.connection"] ?? 0)
     const per: Counts = {}
     for (const key of Object.keys(after)) per[key] = (after[key]! - (before[key] ?? 0)) / Math.max(1, connections)
-    return { per, connections, ok: result.ok }
+    return { per, ok: result.ok }
   }
   const n = await measure(`ws://127.0.0.1:${neuron.port}${PATH}`, neuron.child)
   const b = await measure(`ws://127.0.0.1:${baseline.port}${PATH}`, baseline.child)

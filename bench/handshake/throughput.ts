@@ -97,7 +97,7 @@ export const throughput = async () => {
   const perRound = Math.ceil(HANDSHAKES / ROUNDS)
   const rounds: Array<{ neuron: Round; baseline: Round; reference: Round }> = []
   const compared: Array<{ ratio: number; cpuUs: number }> = []
-  const floors: Array<{ ratio: number; cpuUs: number }> = []
+  const floors: Array<{ floor: Round; baseline: Round; neuron: Round }> = []
   // The sides run one after another in each round, in an order that turns by one each round: a side that runs
   // right after another (the kernel still closing that side's connections, say) would otherwise always be the one
   // that pays for it. Measured: with a fixed order, the same build ran about 10 % slower as the first product than
@@ -138,7 +138,7 @@ export const throughput = async () => {
     }
     const f = measured.get("floor")
     if (f !== undefined) {
-      floors.push({ ratio: f.perSecond / b.perSecond, cpuUs: f.cpuUs })
+      floors.push({ floor: f, baseline: b, neuron: n })
       console.log(`round ${i}: ${report("floor    ", f)}; ratio ${fmt(f.perSecond / b.perSecond, 2)}`)
     }
   }
@@ -329,10 +329,11 @@ export const throughput = async () => {
   if (floor !== undefined) {
     console.log(
       `\nfloor (the baseline writing the Neuron's obligations, one transaction per completion): ratio to the ` +
-        `baseline, median of rounds ${fmt(median(floors.map((f) => f.ratio)), 2)}; server CPU per handshake ${
-          fmt(median(floors.map((f) => f.cpuUs)))
-        } µs (median round); the Neuron's ratio to the floor, median of rounds ${
-          fmt(median(rounds.map((r, i) => r.neuron.perSecond / (floors[i]!.ratio * r.baseline.perSecond))), 2)
+        `baseline, median of rounds ${
+          fmt(median(floors.map((r) => r.floor.perSecond / r.baseline.perSecond)), 2)
+        }; server CPU per handshake ${fmt(median(floors.map((r) => r.floor.cpuUs)))} µs (median round); the ` +
+        `Neuron's ratio to the floor, median of rounds ${
+          fmt(median(floors.map((r) => r.neuron.perSecond / r.floor.perSecond)), 2)
         }`
     )
   }
